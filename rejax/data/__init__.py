@@ -1,0 +1,1 @@
+"""Training data: record schema, JSONL -> ArrayRecord, the Grain pipeline, and text formatting."""

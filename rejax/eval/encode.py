@@ -1,0 +1,74 @@
+"""Encode texts with a decoder: tokenise, sort by length, run jitted batches over the devices, restore order."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from rejax.data.text import bucket_length, format_query, load_tokenizer, pad_batch, pad_id_of, tokenize
+from rejax.models.pooling import embed
+
+
+class Encoder:
+  """A loaded model and its tokenizer, turning texts into unit-norm float32 embeddings."""
+
+  def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None):
+    self.tokenizer = tokenizer
+    self.max_length = max_length
+    self.batch_size = batch_size
+    self.pad_id = pad_id_of(tokenizer)
+    self._graphdef, self._state = nnx.split(model)
+    devices = mesh.devices.size if mesh is not None else 1
+    if batch_size % devices:
+      raise ValueError(f"batch_size {batch_size} must be divisible by the {devices} devices of the mesh")
+    # Batches shard over every device of the mesh (parameters keep their own shardings).
+    self._batch_sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names)) if mesh is not None else None
+    self._embed = jax.jit(self._forward)
+
+  @classmethod
+  def from_pretrained(cls, model_dir: str | pathlib.Path, *, dtype: str = "float32", mesh: Mesh | None = None,
+                      **kwargs) -> Encoder:
+    """An Encoder for a local HF model directory or hub id; `dtype` sets both parameter and compute dtype."""
+    from rejax.hf.hub import resolve_model_dir
+    from rejax.hf.load import load_decoder
+
+    model_dir = resolve_model_dir(model_dir)
+    model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
+    return cls(model, load_tokenizer(model_dir), mesh=mesh, **kwargs)
+
+  def _forward(self, state, ids_bt, mask_bt):
+    return embed(nnx.merge(self._graphdef, state), ids_bt, mask_bt)
+
+  def encode(self, texts: Sequence[str], *, instruction: str | None = None, progress: bool = True,
+             desc: str = "encode") -> np.ndarray:
+    """Embeddings [N, D] float32, L2-normalised, in the order of `texts`."""
+    texts = [format_query(t, instruction) for t in texts]
+    token_ids = tokenize(self.tokenizer, texts, self.max_length)
+    # Longest first: the first batch compiles the biggest shape, and padding per batch stays minimal.
+    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    out = np.zeros((len(texts), 0), np.float32)
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+      for start in range(0, len(order), self.batch_size):
+        rows = order[start : start + self.batch_size]
+        batch = [token_ids[i] for i in rows]
+        emb = self._encode_batch(batch)
+        if out.shape[1] == 0:
+          out = np.zeros((len(texts), emb.shape[1]), np.float32)
+        out[rows] = emb
+        bar.update(len(rows))
+    return out
+
+  def _encode_batch(self, batch: list[list[int]]) -> np.ndarray:
+    """Embeddings of one batch, padded to a fixed (batch_size, bucket) shape so compiles are few."""
+    length = bucket_length(max(len(s) for s in batch), self.max_length)
+    padded = batch + [[self.pad_id]] * (self.batch_size - len(batch))
+    ids, mask = pad_batch(padded, length, self.pad_id)
+    if self._batch_sharding is not None:
+      ids, mask = jax.device_put((ids, mask), self._batch_sharding)
+    return np.asarray(self._embed(self._state, ids, mask))[: len(batch)]

@@ -1,0 +1,120 @@
+"""The decoder's architecture numbers, read from a Hugging Face `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import jax.numpy as jnp
+
+# model_type -> whether the family has per-head RMSNorm on q and k (Qwen3's q_norm / k_norm).
+SUPPORTED_MODEL_TYPES = {"qwen3": True, "llama": False}
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+  """Architecture of a Qwen3 / Llama-3.x decoder, plus how to run it (dtypes, attention, remat)."""
+
+  model_type: str
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_hidden_layers: int
+  num_attention_heads: int
+  num_key_value_heads: int
+  head_dim: int
+  rms_norm_eps: float
+  rope_theta: float
+  rope_scaling: dict[str, Any] | None = None  # HF `rope_parameters` minus theta; None = plain RoPE
+  attention_bias: bool = False
+  mlp_bias: bool = False
+  qk_norm: bool = False
+  tie_word_embeddings: bool = False
+  # How to run it, not what it is: fp32 master weights with bf16 compute for training,
+  # bf16 weights for inference.
+  param_dtype: Any = jnp.float32
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None  # None: XLA picks; "cudnn": fused flash attention on GPU
+  remat: str = "none"  # "none" | "full" | "dots": activation checkpointing per layer
+
+  @property
+  def num_query_groups(self) -> int:
+    return self.num_attention_heads // self.num_key_value_heads
+
+  def replace(self, **changes) -> DecoderConfig:
+    return dataclasses.replace(self, **changes)
+
+
+def as_dtype(name_or_dtype) -> Any:
+  """The jnp dtype for a name such as "bfloat16" (a dtype passes through)."""
+  if isinstance(name_or_dtype, str):
+    if name_or_dtype not in _DTYPES:
+      raise ValueError(f"unknown dtype {name_or_dtype!r}; expected one of {sorted(_DTYPES)}")
+    return _DTYPES[name_or_dtype]
+  return name_or_dtype
+
+
+def _rope_settings(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
+  """(theta, scaling) from either config layout: v5 `rope_parameters` or v4 `rope_theta`+`rope_scaling`."""
+  params = dict(hf.get("rope_parameters") or {})
+  theta = params.pop("rope_theta", hf.get("rope_theta", 10000.0))
+  if not params and hf.get("rope_scaling"):
+    params = dict(hf["rope_scaling"])
+  rope_type = params.pop("rope_type", params.pop("type", "default"))
+  if rope_type == "default":
+    return float(theta), None
+  if rope_type != "llama3":
+    raise ValueError(f"unsupported rope_type {rope_type!r}; supported: 'default', 'llama3'")
+  return float(theta), {"rope_type": rope_type, **params}
+
+
+def config_from_hf_dict(hf: dict[str, Any], **runtime) -> DecoderConfig:
+  """A DecoderConfig from a parsed HF config.json; `runtime` sets dtypes, attention_impl, remat."""
+  model_type = hf.get("model_type")
+  if model_type not in SUPPORTED_MODEL_TYPES:
+    raise ValueError(
+        f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
+    )
+  if hf.get("hidden_act", "silu") != "silu":
+    raise ValueError(f"unsupported hidden_act {hf['hidden_act']!r}; only 'silu' (SwiGLU)")
+  if hf.get("use_sliding_window"):
+    raise ValueError("use_sliding_window=true is not supported; only full causal attention")
+  heads = hf["num_attention_heads"]
+  theta, scaling = _rope_settings(hf)
+  for key in ("param_dtype", "dtype"):
+    if key in runtime:
+      runtime[key] = as_dtype(runtime[key])
+  return DecoderConfig(
+      model_type=model_type,
+      vocab_size=hf["vocab_size"],
+      hidden_size=hf["hidden_size"],
+      intermediate_size=hf["intermediate_size"],
+      num_hidden_layers=hf["num_hidden_layers"],
+      num_attention_heads=heads,
+      num_key_value_heads=hf.get("num_key_value_heads") or heads,
+      head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+      rms_norm_eps=hf["rms_norm_eps"],
+      rope_theta=theta,
+      rope_scaling=scaling,
+      attention_bias=bool(hf.get("attention_bias", False)),
+      mlp_bias=bool(hf.get("mlp_bias", False)),
+      qk_norm=SUPPORTED_MODEL_TYPES[model_type],
+      tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+      **runtime,
+  )
+
+
+def load_config(model_dir: str | pathlib.Path, **runtime) -> DecoderConfig:
+  """The DecoderConfig of a local HF model directory (its config.json)."""
+  path = pathlib.Path(model_dir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face model directory")
+  try:
+    hf = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e
+  return config_from_hf_dict(hf, **runtime)

@@ -1,0 +1,163 @@
+"""One NNX decoder for Qwen3 and Llama-3.x, used as a text encoder (no LM head).
+
+Parameter names follow the Hugging Face modules (`embed_tokens`, `layers.self_attn.q_proj`, `mlp.gate_proj`,
+`input_layernorm`, `norm`), so loading is transposes only. The layers are stacked on a leading axis and run
+with `nnx.scan`: compile time does not grow with depth. Every parameter carries logical axis names
+(`embed`, `heads`, `mlp`, ...) that `rejax.sharding`'s one rule table maps onto the mesh.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rejax.models.config import DecoderConfig
+from rejax.models.rope import apply_rope, inverse_frequencies, rope_tables
+from rejax.sharding import constrain
+
+# Activation layouts, named by shape letters: b=batch, t=length, d=hidden, n=heads, h=head_dim.
+ACT_BTD = ("batch", "length", "act_embed")
+ACT_BTNH = ("batch", "length", "act_heads", None)
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole layer in the backward pass
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _linear(cfg: DecoderConfig, d_in: int, d_out: int, axes: tuple[str, str], bias: bool, rngs) -> nnx.Linear:
+  return nnx.Linear(
+      d_in,
+      d_out,
+      use_bias=bias,
+      dtype=cfg.dtype,
+      param_dtype=cfg.param_dtype,
+      kernel_init=nnx.with_partitioning(nnx.initializers.normal(0.02), axes),
+      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), axes[1:]),
+      rngs=rngs,
+  )
+
+
+class RMSNorm(nnx.Module):
+  """RMSNorm as transformers computes it: normalise in float32, cast back, then scale."""
+
+  def __init__(self, dim: int, eps: float, cfg: DecoderConfig):
+    self.weight = nnx.Param(jnp.ones((dim,), cfg.param_dtype), out_sharding=("norm",))
+    self.eps = eps
+    self.dtype = cfg.dtype
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return self.weight[...].astype(self.dtype) * x32.astype(self.dtype)
+
+
+class Attention(nnx.Module):
+  """Grouped-query causal self-attention with RoPE and, for Qwen3, per-head RMSNorm on q and k."""
+
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    n, k, h, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
+    bias = cfg.attention_bias
+    self.q_proj = _linear(cfg, d, n * h, ("embed", "heads"), bias, rngs)
+    self.k_proj = _linear(cfg, d, k * h, ("embed", "kv_heads"), bias, rngs)
+    self.v_proj = _linear(cfg, d, k * h, ("embed", "kv_heads"), bias, rngs)
+    self.o_proj = _linear(cfg, n * h, d, ("heads", "embed"), bias, rngs)
+    if cfg.qk_norm:
+      self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
+      self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
+    self.cfg = cfg
+
+  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt) -> jax.Array:
+    cfg = self.cfg
+    b, t, _ = x_btd.shape
+    q = self.q_proj(x_btd).reshape(b, t, cfg.num_attention_heads, cfg.head_dim)
+    k = self.k_proj(x_btd).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
+    v = self.v_proj(x_btd).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
+    if cfg.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = constrain(apply_rope(q, cos_bth, sin_bth), ACT_BTNH)
+    k = constrain(apply_rope(k, cos_bth, sin_bth), ACT_BTNH)
+    out = _causal_attention(q, k, v, mask_bt, cfg.attention_impl)
+    return self.o_proj(out.reshape(b, t, cfg.num_attention_heads * cfg.head_dim))
+
+
+def _causal_attention(q, k, v, mask_bt, impl: str | None) -> jax.Array:
+  """Causal attention over the real tokens of each row: any padding layout for XLA, right padding for cuDNN."""
+  if impl == "cudnn":
+    # cuDNN's fused kernel takes padding as lengths, which assumes right padding (our batches are).
+    lengths = jnp.sum(mask_bt, axis=-1, dtype=jnp.int32)
+    return jax.nn.dot_product_attention(
+        q, k, v, is_causal=True, query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn"
+    )
+  key_is_real = mask_bt.astype(bool)[:, None, None, :]  # [B, 1, 1, S] broadcast over heads and queries
+  return jax.nn.dot_product_attention(q, k, v, mask=key_is_real, is_causal=True, implementation=impl)
+
+
+class MLP(nnx.Module):
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    d, f, bias = cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias
+    self.gate_proj = _linear(cfg, d, f, ("embed", "mlp"), bias, rngs)
+    self.up_proj = _linear(cfg, d, f, ("embed", "mlp"), bias, rngs)
+    self.down_proj = _linear(cfg, f, d, ("mlp", "embed"), bias, rngs)
+
+  def __call__(self, x_btd: jax.Array) -> jax.Array:
+    return self.down_proj(jax.nn.silu(self.gate_proj(x_btd)) * self.up_proj(x_btd))
+
+
+class DecoderLayer(nnx.Module):
+  """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    self.self_attn = Attention(cfg, rngs=rngs)
+    self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    self.mlp = MLP(cfg, rngs=rngs)
+
+  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt) -> jax.Array:
+    x_btd = x_btd + self.self_attn(self.input_layernorm(x_btd), cos_bth, sin_bth, mask_bt)
+    x_btd = x_btd + self.mlp(self.post_attention_layernorm(x_btd))
+    return constrain(x_btd, ACT_BTD)
+
+
+class Decoder(nnx.Module):
+  """Token ids [B, T] + attention mask [B, T] -> final hidden states [B, T, D] (after the last norm)."""
+
+  def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embed_tokens = nnx.Embed(
+        cfg.vocab_size,
+        cfg.hidden_size,
+        dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype,
+        embedding_init=nnx.with_partitioning(nnx.initializers.normal(0.02), ("vocab", "embed")),
+        rngs=rngs,
+    )
+
+    @nnx.split_rngs(splits=cfg.num_hidden_layers)
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def make_layers(rngs: nnx.Rngs) -> DecoderLayer:
+      return DecoderLayer(cfg, rngs=rngs)
+
+    self.layers = make_layers(rngs)
+    self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+
+  def __call__(self, input_ids_bt: jax.Array, attention_mask_bt: jax.Array) -> jax.Array:
+    cfg = self.cfg
+    # Positions count real tokens only, so a left-padded row is encoded exactly like its right-padded twin.
+    positions_bt = jnp.maximum(jnp.cumsum(attention_mask_bt, axis=-1) - 1, 0)
+    inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    cos_bth, sin_bth = rope_tables(positions_bt, inv_freq)
+    x_btd = constrain(self.embed_tokens(input_ids_bt), ACT_BTD)
+
+    def layer_step(layer: DecoderLayer, x_btd):
+      return layer(x_btd, cos_bth, sin_bth, attention_mask_bt)
+
+    if cfg.remat != "none":
+      layer_step = nnx.remat(layer_step, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=False)
+    run_layers = nnx.scan(layer_step, in_axes=(0, nnx.Carry), out_axes=nnx.Carry,
+                          transform_metadata={nnx.PARTITION_NAME: "layers"})
+    x_btd = run_layers(self.layers, x_btd)
+    return self.norm(x_btd)

@@ -1,0 +1,117 @@
+"""The device mesh (data, fsdp, tensor), the one table mapping logical axis names onto it, and shardings.
+
+Parameters and activations are annotated with logical names (`embed`, `heads`, `batch`, ...). Only the rule
+table below names mesh axes; configs may replace it. Batches shard over data x fsdp, parameters FSDP-style
+over `fsdp` and Megatron-style over `tensor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from typing import Any, Iterator, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical name -> mesh axis (or tuple of axes, or None = replicated).
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("layers", None),
+    ("norm", None),
+    ("lora_rank", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+)
+
+
+def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A (data, fsdp, tensor) mesh over `devices` (default: all), checking the sizes multiply up."""
+  devices = list(jax.devices() if devices is None else devices)
+  shape = (data, fsdp, tensor)
+  if math.prod(shape) != len(devices):
+    raise ValueError(
+        f"mesh.data * mesh.fsdp * mesh.tensor = {data}*{fsdp}*{tensor} = {math.prod(shape)} "
+        f"but there are {len(devices)} devices"
+    )
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: Mesh, rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> Iterator[Mesh]:
+  """Make `mesh` current and bind the logical rules, for model creation, loading and jitted steps."""
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(tuple(rules)):
+    yield mesh
+
+
+def _bound_rules() -> tuple[tuple[str, Any], ...]:
+  from flax.core import spmd  # the context flax itself reads when it creates sharded variables
+  return tuple(spmd.get_logical_axis_rules())
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], rules=None) -> PartitionSpec:
+  """The PartitionSpec for logical axis names under `rules` (default: the bound ones)."""
+  table = dict(rules if rules is not None else (_bound_rules() or DEFAULT_RULES))
+  return PartitionSpec(*(table.get(name) if name is not None else None for name in logical_axes))
+
+
+def _axis_size(mesh: Mesh, entry: Any) -> int:
+  if entry is None:
+    return 1
+  names = entry if isinstance(entry, tuple) else (entry,)
+  return math.prod(mesh.shape[n] for n in names)
+
+
+def fit_spec_to_shape(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh, what: str = "") -> PartitionSpec:
+  """`spec` with every dimension the mesh does not divide evenly replicated instead (logged)."""
+  fitted = []
+  for dim, entry in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    if entry is not None and dim % _axis_size(mesh, entry) != 0:
+      logging.warning("%s: dimension %d is not divisible by mesh axes %s; replicating it", what, dim, entry)
+      entry = None
+    fitted.append(entry)
+  return PartitionSpec(*fitted)
+
+
+def param_shardings(abstract_state: nnx.State, mesh: Mesh, rules=None) -> nnx.State:
+  """NamedSharding per parameter, from its `out_sharding` logical names (replicated when it has none)."""
+
+  def sharding_of(path, var) -> NamedSharding:
+    names = var.get_metadata().get("out_sharding") or (None,) * len(var.shape)
+    name = ".".join(str(p) for p in path)
+    spec = fit_spec_to_shape(logical_to_spec(names, rules), var.shape, mesh, name)
+    return NamedSharding(mesh, spec)
+
+  return nnx.map_state(sharding_of, abstract_state)
+
+
+def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+  """`x` constrained to the sharding its logical axes map to; a no-op outside a mesh."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  spec = logical_to_spec(logical_axes)
+  if any(entry is not None and d % _axis_size(mesh, entry) for d, entry in zip(x.shape, spec)):
+    return x
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec) if isinstance(mesh, Mesh) else spec)
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+  """Sharding of a [batch, ...] array: batch over the data-parallel axes, the rest replicated."""
+  return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1)))
+
+
+def host_to_global(local: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A global batch-sharded jax.Array from this process's rows (multi-host safe)."""
+  return jax.make_array_from_process_local_data(batch_sharding(mesh, local.ndim), local)

@@ -1,0 +1,1 @@
+"""synth: ReMixer data synthesis (PyTorch / vLLM) writing ArrayRecord for rejax."""
