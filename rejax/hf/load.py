@@ -33,6 +33,7 @@ class SafetensorsCheckpoint:
 
   def __init__(self, model_dir: str | pathlib.Path):
     self.dir = pathlib.Path(model_dir)
+    self._handles: dict[str, Any] = {}
     index = self.dir / "model.safetensors.index.json"
     if index.is_file():
       weight_map = json.loads(index.read_text())["weight_map"]
@@ -42,21 +43,25 @@ class SafetensorsCheckpoint:
         raise FileNotFoundError(f"{self.dir}: no *.safetensors files and no model.safetensors.index.json")
       weight_map = {}
       for file in files:
-        with safe_open(file, framework="numpy") as f:
-          weight_map.update({name: file.name for name in f.keys()})
+        weight_map.update({name: file.name for name in self._open(file.name).keys()})
     self.file_of: dict[str, str] = weight_map
-    self._handles: dict[str, Any] = {}
     # The prefix of the base model's tensors: "model." in a *ForCausalLM checkpoint, "" in a bare model.
     self.prefix = "model." if any(n.startswith("model.") for n in weight_map) else ""
 
-  def _slice(self, name: str):
-    file = self.file_of[name]
+  def _open(self, file: str):
+    """The memory-mapped reader of one file of the checkpoint (opened once)."""
     if file not in self._handles:
       path = self.dir / file
       if not path.is_file():
-        raise CheckpointError(f"tensor {name!r}: its file {path} (from the index) does not exist")
-      self._handles[file] = safe_open(path, framework="numpy")
-    return self._handles[file].get_slice(name)
+        raise CheckpointError(f"{path}: listed in the checkpoint but does not exist")
+      try:
+        self._handles[file] = safe_open(path, framework="numpy")
+      except Exception as e:  # truncated or corrupted header
+        raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from e
+    return self._handles[file]
+
+  def _slice(self, name: str):
+    return self._open(self.file_of[name]).get_slice(name)
 
   def shape(self, name: str) -> tuple[int, ...]:
     return tuple(self._slice(name).get_shape())

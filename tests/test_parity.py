@@ -1,0 +1,104 @@
+"""The Flax decoder computes what transformers (PyTorch) computes from the same checkpoint."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from rejax.data.text import format_query, load_tokenizer, pad_batch, tokenize
+from rejax.hf.load import load_decoder
+from rejax.models.pooling import embed
+
+TEXTS = [
+    format_query("Why do some cells divide faster than others, and what limits it?",
+                 "Given a Biology post, retrieve relevant passages that help answer the post."),
+    "Mitosis is the part of the cell cycle in which replicated chromosomes are separated into two nuclei.",
+    "def two_sum(nums, target):\n    seen = {}\n    for i, x in enumerate(nums):\n        if target - x in seen:"
+    "\n            return [seen[target - x], i]\n        seen[x] = i",
+    "Short.",
+    "Le théorème de Pythagore: a² + b² = c² — 直角三角形",
+]
+
+
+def padded_batch(tokenizer, side: str, max_length: int = 128):
+  """Real token ids of TEXTS, padded right or left; pad ids are arbitrary (masked)."""
+  seqs = tokenize(tokenizer, TEXTS, max_length)
+  ids, mask = pad_batch(seqs, max(map(len, seqs)), pad_id=tokenizer.eos_token_id)
+  if side == "left":
+    shift = mask.shape[1] - mask.sum(1)
+    ids = np.stack([np.roll(row, s) for row, s in zip(ids, shift)])
+    mask = np.stack([np.roll(row, s) for row, s in zip(mask, shift)])
+  return ids, mask
+
+
+def torch_reference(base_model, ids, mask):
+  """HF final hidden states [B, T, D] and last-real-token embeddings [B, D] (normalised in numpy)."""
+  with torch.no_grad():
+    hidden = base_model(input_ids=torch.tensor(ids, dtype=torch.long),
+                        attention_mask=torch.tensor(mask, dtype=torch.long)).last_hidden_state.numpy()
+  last = np.array([np.flatnonzero(row)[-1] for row in mask])
+  pooled = hidden[np.arange(len(ids)), last].astype(np.float64)
+  return hidden, pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("name", ["qwen3_tied", "qwen3_untied", "llama31"])
+def test_fp32_matches_transformers(tiny_model_factory, name, side):
+  model_dir, torch_model = tiny_model_factory(name)
+  ids, mask = padded_batch(load_tokenizer(model_dir), side)
+  hidden_ref, emb_ref = torch_reference(torch_model, ids, mask)
+
+  model, _ = load_decoder(model_dir)
+  hidden = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask)))
+  emb = np.asarray(embed(model, jnp.asarray(ids), jnp.asarray(mask)))
+
+  real = mask.astype(bool)
+  assert np.abs(hidden - hidden_ref)[real].max() <= 1e-4
+  assert (emb * emb_ref).sum(-1).min() >= 0.99999
+
+
+@pytest.mark.parametrize("name", ["qwen3_tied", "llama31"])
+def test_bf16_compute_close_to_transformers_fp32(tiny_model_factory, name):
+  model_dir, torch_model = tiny_model_factory(name)
+  ids, mask = padded_batch(load_tokenizer(model_dir), "right")
+  _, emb_ref = torch_reference(torch_model, ids, mask)
+  for param_dtype in ("float32", "bfloat16"):  # training (fp32 master) and inference (bf16 weights)
+    model, _ = load_decoder(model_dir, param_dtype=param_dtype, dtype="bfloat16")
+    emb = np.asarray(embed(model, jnp.asarray(ids), jnp.asarray(mask)))
+    assert emb.dtype == np.float32
+    assert (emb * emb_ref).sum(-1).min() >= 0.999
+
+
+def test_left_and_right_padding_give_the_same_embeddings(tiny_model_factory):
+  model_dir, _ = tiny_model_factory("llama31")
+  tokenizer = load_tokenizer(model_dir)
+  model, _ = load_decoder(model_dir)
+  right = embed(model, *map(jnp.asarray, padded_batch(tokenizer, "right")))
+  left = embed(model, *map(jnp.asarray, padded_batch(tokenizer, "left")))
+  np.testing.assert_allclose(np.asarray(left), np.asarray(right), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_smollm2_135m_matches_transformers(smollm2_dir):
+  from transformers import AutoModel
+
+  torch_model = AutoModel.from_pretrained(smollm2_dir, dtype=torch.float32, attn_implementation="eager").eval()
+  tokenizer = load_tokenizer(smollm2_dir)
+  model, cfg = load_decoder(smollm2_dir)
+  assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_key_value_heads) == (30, 576, 3)
+  for side in ("right", "left"):
+    ids, mask = padded_batch(tokenizer, side)
+    hidden_ref, emb_ref = torch_reference(torch_model, ids, mask)
+    hidden = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask)))
+    emb = np.asarray(embed(model, jnp.asarray(ids), jnp.asarray(mask)))
+    diff = np.abs(hidden - hidden_ref)[mask.astype(bool)].max()
+    cos = (emb * emb_ref).sum(-1).min()
+    print(f"SmolLM2-135M {side} padding: max |hidden diff| = {diff:.3g}, min cosine = {cos:.8f}")
+    assert diff <= 1e-4
+    assert cos >= 0.99999
+  bf16, _ = load_decoder(smollm2_dir, dtype="bfloat16")
+  ids, mask = padded_batch(tokenizer, "right")
+  emb = np.asarray(embed(bf16, jnp.asarray(ids), jnp.asarray(mask)))
+  cos = (emb * torch_reference(torch_model, ids, mask)[1]).sum(-1).min()
+  print(f"SmolLM2-135M bf16 compute: min cosine = {cos:.6f}")
+  assert cos >= 0.999
