@@ -80,25 +80,34 @@ def test_left_and_right_padding_give_the_same_embeddings(tiny_model_factory):
 
 @pytest.mark.slow
 def test_smollm2_135m_matches_transformers(smollm2_dir):
+  """The real 135M model. Its hidden states reach |h| ~ 50, where transformers' own fp32 result is 1.1e-4
+  away from exact; so the 1e-4 bound is taken against transformers in float64 (the exact answer) and the
+  fp32 comparison is bounded relative to |h|."""
   from transformers import AutoModel
 
-  torch_model = AutoModel.from_pretrained(smollm2_dir, dtype=torch.float32, attn_implementation="eager").eval()
+  reference = {dt: AutoModel.from_pretrained(smollm2_dir, dtype=dt, attn_implementation="eager").eval()
+               for dt in (torch.float32, torch.float64)}
   tokenizer = load_tokenizer(smollm2_dir)
   model, cfg = load_decoder(smollm2_dir)
   assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_key_value_heads) == (30, 576, 3)
   for side in ("right", "left"):
     ids, mask = padded_batch(tokenizer, side)
-    hidden_ref, emb_ref = torch_reference(torch_model, ids, mask)
+    real = mask.astype(bool)
     hidden = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask)))
     emb = np.asarray(embed(model, jnp.asarray(ids), jnp.asarray(mask)))
-    diff = np.abs(hidden - hidden_ref)[mask.astype(bool)].max()
-    cos = (emb * emb_ref).sum(-1).min()
-    print(f"SmolLM2-135M {side} padding: max |hidden diff| = {diff:.3g}, min cosine = {cos:.8f}")
-    assert diff <= 1e-4
-    assert cos >= 0.99999
+    # (transformers' float64 eager attention yields NaN for left padding: the fp32 run is the reference there)
+    for dt, ref in reference.items() if side == "right" else [(torch.float32, reference[torch.float32])]:
+      hidden_ref, emb_ref = torch_reference(ref, ids, mask)
+      diff = np.abs(hidden - hidden_ref)[real].max()
+      rel = diff / np.abs(hidden_ref)[real].max()
+      cos = (emb * emb_ref).sum(-1).min()
+      print(f"SmolLM2-135M {side} padding vs transformers {dt}: max |hidden diff| = {diff:.3g} "
+            f"({rel:.2g} of max |h|), min cosine = {cos:.8f}")
+      assert diff <= 1e-4 if dt == torch.float64 else rel <= 1e-5
+      assert cos >= 0.99999
   bf16, _ = load_decoder(smollm2_dir, dtype="bfloat16")
   ids, mask = padded_batch(tokenizer, "right")
   emb = np.asarray(embed(bf16, jnp.asarray(ids), jnp.asarray(mask)))
-  cos = (emb * torch_reference(torch_model, ids, mask)[1]).sum(-1).min()
+  cos = (emb * torch_reference(reference[torch.float32], ids, mask)[1]).sum(-1).min()
   print(f"SmolLM2-135M bf16 compute: min cosine = {cos:.6f}")
   assert cos >= 0.999
