@@ -38,12 +38,17 @@ def save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
+  import jax
+
   from rejax.eval.encode import Encoder
+  from rejax.sharding import make_mesh, use_mesh
 
   texts = read_texts(args.input)
-  encoder = Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
-                                    batch_size=args.batch_size)
-  embeddings = encoder.encode(texts, instruction=args.instruction)
+  mesh = make_mesh(data=jax.device_count())  # data parallel over every device, parameters replicated
+  with use_mesh(mesh):
+    encoder = Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
+                                      batch_size=args.batch_size, mesh=mesh)
+    embeddings = encoder.encode(texts, instruction=args.instruction)
   save_npy_atomic(args.output, embeddings)
   print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}", file=sys.stderr)
 

@@ -43,6 +43,16 @@ def test_encode_matches_transformers_in_input_order(tiny_model_factory, tmp_path
   assert (got * want).sum(1).min() >= 0.99999
 
 
+def test_single_device_encoder_matches_transformers(tiny_model_factory):
+  from rejax.eval.encode import Encoder
+
+  model_dir, torch_model = tiny_model_factory("qwen3_tied")
+  encoder = Encoder.from_pretrained(model_dir, max_length=32, batch_size=3)
+  got = encoder.encode(TEXTS, progress=False)
+  want = transformers_embeddings(torch_model, load_tokenizer(model_dir), TEXTS, 32)
+  assert (got * want).sum(1).min() >= 0.99999
+
+
 def test_bad_input_line_is_named(tiny_model_factory, tmp_path):
   model_dir, _ = tiny_model_factory("llama31")
   (tmp_path / "in.jsonl").write_text('{"text": "fine"}\n{"txt": "typo"}\n')

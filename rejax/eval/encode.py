@@ -21,12 +21,10 @@ class Encoder:
   def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None):
     self.tokenizer = tokenizer
     self.max_length = max_length
-    self.batch_size = batch_size
     self.pad_id = pad_id_of(tokenizer)
     self._graphdef, self._state = nnx.split(model)
     devices = mesh.devices.size if mesh is not None else 1
-    if batch_size % devices:
-      raise ValueError(f"batch_size {batch_size} must be divisible by the {devices} devices of the mesh")
+    self.batch_size = -(-batch_size // devices) * devices  # every device gets the same number of rows
     # Batches shard over every device of the mesh (parameters keep their own shardings).
     self._batch_sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names)) if mesh is not None else None
     self._embed = jax.jit(self._forward)
