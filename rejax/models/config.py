@@ -41,9 +41,14 @@ class DecoderConfig:
   attention_impl: str | None = None  # None: XLA picks; "cudnn": fused flash attention on GPU
   remat: str = "none"  # "none" | "full" | "dots": activation checkpointing per layer
 
-  @property
-  def num_query_groups(self) -> int:
-    return self.num_attention_heads // self.num_key_value_heads
+  def __post_init__(self):
+    if self.remat not in ("none", "full", "dots"):
+      raise ValueError(f"remat={self.remat!r}; expected 'none', 'full' or 'dots'")
+    if self.attention_impl not in (None, "xla", "cudnn"):
+      raise ValueError(f"attention_impl={self.attention_impl!r}; expected None, 'xla' or 'cudnn'")
+    if self.num_attention_heads % self.num_key_value_heads:
+      raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+                       f"num_key_value_heads={self.num_key_value_heads}")
 
   def replace(self, **changes) -> DecoderConfig:
     return dataclasses.replace(self, **changes)
