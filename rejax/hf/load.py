@@ -15,12 +15,12 @@ import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, which safetensors' numpy reader needs)
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from safetensors import safe_open
 
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.names import TensorRef, hf_ref, is_ignored
-from rejax.models import Decoder, DecoderConfig, abstract_decoder, load_config
+from rejax.models import Decoder, DecoderConfig, abstract_decoder, init_state, load_config
 from rejax.sharding import param_shardings
 
 
@@ -120,26 +120,29 @@ def _load_param(ckpt: SafetensorsCheckpoint, ref: TensorRef, var, sharding: Name
 
 
 def load_decoder(
-    model: str | pathlib.Path, *, mesh: Mesh | None = None, **runtime
+    model: str | pathlib.Path, *, mesh: Mesh | None = None, lora_seed: int = 0, **runtime
 ) -> tuple[Decoder, DecoderConfig]:
   """(decoder, config) from a local HF directory or hub id; `runtime` sets param_dtype, dtype, remat, ...
 
   With `mesh`, parameters land in the shardings the logical rules give (bind rules with
-  `rejax.sharding.use_mesh`); without, on the default device.
+  `rejax.sharding.use_mesh`); without, on the default device. With `lora=LoRAConfig(...)`, fresh adapters
+  (B = 0, so the model starts out unchanged) are added on top of the loaded weights.
   """
   model_dir = resolve_model_dir(model)
   cfg = load_config(model_dir, **runtime)
-  graphdef, abstract_state = abstract_decoder(cfg)
+  graphdef, full_state = abstract_decoder(cfg)
+  adapters, abstract_state = nnx.split_state(full_state, nnx.LoRAParam, ...)
   ckpt = SafetensorsCheckpoint(model_dir)
   check_tensors(ckpt, abstract_state, cfg.num_hidden_layers)
   if mesh is None:
-    mesh = Mesh(np.array(jax.devices()[:1]), ("replica",))
-    shardings = nnx.map_state(lambda _, v: NamedSharding(mesh, PartitionSpec()), abstract_state)
+    sharding_of = {path: SingleDeviceSharding(jax.devices()[0]) for path, _ in nnx.to_flat_state(abstract_state)}
   else:
-    shardings = param_shardings(abstract_state, mesh)
-  sharding_of = dict(nnx.to_flat_state(shardings))
+    sharding_of = dict(nnx.to_flat_state(param_shardings(abstract_state, mesh)))
 
   def load(path, var):
     return var.replace(_load_param(ckpt, hf_ref(path, ckpt.prefix), var, sharding_of[path]))
 
-  return nnx.merge(graphdef, nnx.map_state(load, abstract_state)), cfg
+  loaded = nnx.map_state(load, abstract_state)
+  if cfg.lora is not None:
+    adapters = init_state(cfg, seed=lora_seed, mesh=mesh, wrt=nnx.LoRAParam)
+  return nnx.merge(graphdef, loaded, adapters), cfg

@@ -10,10 +10,11 @@ from jax.sharding import Mesh
 
 from rejax.models.config import SUPPORTED_MODEL_TYPES, DecoderConfig, config_from_hf_dict, load_config
 from rejax.models.decoder import Decoder
+from rejax.models.lora import LoRAConfig, merged_state
 from rejax.sharding import param_shardings
 
-__all__ = ["Decoder", "DecoderConfig", "SUPPORTED_MODEL_TYPES", "abstract_decoder", "config_from_hf_dict",
-           "init_decoder", "load_config"]
+__all__ = ["Decoder", "DecoderConfig", "LoRAConfig", "SUPPORTED_MODEL_TYPES", "abstract_decoder",
+           "config_from_hf_dict", "init_decoder", "init_state", "load_config", "merge_lora"]
 
 
 def abstract_decoder(cfg: DecoderConfig) -> tuple[nnx.GraphDef, nnx.State]:
@@ -22,15 +23,32 @@ def abstract_decoder(cfg: DecoderConfig) -> tuple[nnx.GraphDef, nnx.State]:
     return nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
 
 
+def init_state(cfg: DecoderConfig, *, seed: int = 0, mesh: Mesh | None = None, wrt=nnx.Param) -> nnx.State:
+  """Freshly initialised variables matching `wrt` (e.g. nnx.LoRAParam), each created in its sharding.
+
+  Only what `wrt` selects is computed: XLA drops the initialisers of everything else.
+  """
+  with nnx.use_eager_sharding(False):
+    _, abstract_state = abstract_decoder(cfg)
+    wanted = nnx.filter_state(abstract_state, wrt)
+    shardings = param_shardings(wanted, mesh) if mesh is not None else None
+
+    @functools.partial(jax.jit, out_shardings=shardings)
+    def init() -> nnx.State:
+      return nnx.state(Decoder(cfg, rngs=nnx.Rngs(seed)), wrt)
+
+    return init()
+
+
 def init_decoder(cfg: DecoderConfig, *, seed: int = 0, mesh: Mesh | None = None) -> Decoder:
   """A randomly initialised decoder; with `mesh`, every parameter is created directly in its sharding."""
-  with nnx.use_eager_sharding(False):
-    if mesh is None:
-      return Decoder(cfg, rngs=nnx.Rngs(seed))
-    graphdef, abstract_state = abstract_decoder(cfg)
+  graphdef, _ = abstract_decoder(cfg)
+  return nnx.merge(graphdef, init_state(cfg, seed=seed, mesh=mesh, wrt=...))
 
-    @functools.partial(jax.jit, out_shardings=param_shardings(abstract_state, mesh))
-    def init() -> nnx.State:
-      return nnx.state(Decoder(cfg, rngs=nnx.Rngs(seed)))
 
-    return nnx.merge(graphdef, init())
+def merge_lora(model: Decoder) -> Decoder:
+  """The same function as `model` without adapters: each LoRA update folded into its kernel (for export)."""
+  if model.cfg.lora is None:
+    return model
+  graphdef, _ = abstract_decoder(model.cfg.replace(lora=None))
+  return nnx.merge(graphdef, merged_state(model))

@@ -9,6 +9,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from rejax.models.lora import LoRAConfig
+
 # model_type -> whether the family has per-head RMSNorm on q and k (Qwen3's q_norm / k_norm).
 SUPPORTED_MODEL_TYPES = {"qwen3": True, "llama": False}
 
@@ -40,6 +42,7 @@ class DecoderConfig:
   dtype: Any = jnp.float32
   attention_impl: str | None = None  # None: XLA picks; "cudnn": fused flash attention on GPU
   remat: str = "none"  # "none" | "full" | "dots": activation checkpointing per layer
+  lora: LoRAConfig | None = None  # adapters on the matching projections; None = full fine-tuning
 
   def __post_init__(self):
     if self.remat not in ("none", "full", "dots"):

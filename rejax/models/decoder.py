@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rejax.models.config import DecoderConfig
+from rejax.models.lora import LoRALinear
 from rejax.models.rope import apply_rope, inverse_frequencies, rope_tables
 from rejax.sharding import constrain
 
@@ -26,10 +27,10 @@ _REMAT_POLICIES = {
 }
 
 
-def _linear(cfg: DecoderConfig, d_in: int, d_out: int, axes: tuple[str, str], bias: bool, rngs) -> nnx.Linear:
-  return nnx.Linear(
-      d_in,
-      d_out,
+def _linear(cfg: DecoderConfig, name: str, d_in: int, d_out: int, axes: tuple[str, str], bias: bool,
+            rngs) -> nnx.Linear:
+  """The projection `name`: a plain nnx.Linear, or a LoRALinear when the LoRA config targets it."""
+  kwargs = dict(
       use_bias=bias,
       dtype=cfg.dtype,
       param_dtype=cfg.param_dtype,
@@ -37,6 +38,16 @@ def _linear(cfg: DecoderConfig, d_in: int, d_out: int, axes: tuple[str, str], bi
       bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), axes[1:]),
       rngs=rngs,
   )
+  if cfg.lora is not None and cfg.lora.applies_to(name):
+    return LoRALinear(d_in, d_out, lora=cfg.lora, axes=axes, **kwargs)
+  return nnx.Linear(d_in, d_out, **kwargs)
+
+
+def _project(linear: nnx.Linear, x: jax.Array, dropout_key: jax.Array | None, index: int) -> jax.Array:
+  """linear(x), with its own dropout key (folded from the layer's key) when it carries a LoRA adapter."""
+  if isinstance(linear, LoRALinear) and dropout_key is not None:
+    return linear(x, jax.random.fold_in(dropout_key, index))
+  return linear(x)
 
 
 class RMSNorm(nnx.Module):
@@ -59,27 +70,27 @@ class Attention(nnx.Module):
   def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
     n, k, h, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
     bias = cfg.attention_bias
-    self.q_proj = _linear(cfg, d, n * h, ("embed", "heads"), bias, rngs)
-    self.k_proj = _linear(cfg, d, k * h, ("embed", "kv_heads"), bias, rngs)
-    self.v_proj = _linear(cfg, d, k * h, ("embed", "kv_heads"), bias, rngs)
-    self.o_proj = _linear(cfg, n * h, d, ("heads", "embed"), bias, rngs)
+    self.q_proj = _linear(cfg, "q_proj", d, n * h, ("embed", "heads"), bias, rngs)
+    self.k_proj = _linear(cfg, "k_proj", d, k * h, ("embed", "kv_heads"), bias, rngs)
+    self.v_proj = _linear(cfg, "v_proj", d, k * h, ("embed", "kv_heads"), bias, rngs)
+    self.o_proj = _linear(cfg, "o_proj", n * h, d, ("heads", "embed"), bias, rngs)
     if cfg.qk_norm:
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
     self.cfg = cfg
 
-  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt) -> jax.Array:
+  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt, dropout_key=None) -> jax.Array:
     cfg = self.cfg
     b, t, _ = x_btd.shape
-    q = self.q_proj(x_btd).reshape(b, t, cfg.num_attention_heads, cfg.head_dim)
-    k = self.k_proj(x_btd).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
-    v = self.v_proj(x_btd).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
+    q = _project(self.q_proj, x_btd, dropout_key, 0).reshape(b, t, cfg.num_attention_heads, cfg.head_dim)
+    k = _project(self.k_proj, x_btd, dropout_key, 1).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
+    v = _project(self.v_proj, x_btd, dropout_key, 2).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
     if cfg.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
     q = constrain(apply_rope(q, cos_bth, sin_bth), ACT_BTNH)
     k = constrain(apply_rope(k, cos_bth, sin_bth), ACT_BTNH)
     out = _causal_attention(q, k, v, mask_bt, cfg.attention_impl)
-    return self.o_proj(out.reshape(b, t, cfg.num_attention_heads * cfg.head_dim))
+    return _project(self.o_proj, out.reshape(b, t, cfg.num_attention_heads * cfg.head_dim), dropout_key, 3)
 
 
 def _causal_attention(q, k, v, mask_bt, impl: str | None) -> jax.Array:
@@ -99,12 +110,14 @@ class MLP(nnx.Module):
 
   def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
     d, f, bias = cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias
-    self.gate_proj = _linear(cfg, d, f, ("embed", "mlp"), bias, rngs)
-    self.up_proj = _linear(cfg, d, f, ("embed", "mlp"), bias, rngs)
-    self.down_proj = _linear(cfg, f, d, ("mlp", "embed"), bias, rngs)
+    self.gate_proj = _linear(cfg, "gate_proj", d, f, ("embed", "mlp"), bias, rngs)
+    self.up_proj = _linear(cfg, "up_proj", d, f, ("embed", "mlp"), bias, rngs)
+    self.down_proj = _linear(cfg, "down_proj", f, d, ("mlp", "embed"), bias, rngs)
 
-  def __call__(self, x_btd: jax.Array) -> jax.Array:
-    return self.down_proj(jax.nn.silu(self.gate_proj(x_btd)) * self.up_proj(x_btd))
+  def __call__(self, x_btd: jax.Array, dropout_key=None) -> jax.Array:
+    gate = _project(self.gate_proj, x_btd, dropout_key, 4)
+    up = _project(self.up_proj, x_btd, dropout_key, 5)
+    return _project(self.down_proj, jax.nn.silu(gate) * up, dropout_key, 6)
 
 
 class DecoderLayer(nnx.Module):
@@ -116,9 +129,9 @@ class DecoderLayer(nnx.Module):
     self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
     self.mlp = MLP(cfg, rngs=rngs)
 
-  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt) -> jax.Array:
-    x_btd = x_btd + self.self_attn(self.input_layernorm(x_btd), cos_bth, sin_bth, mask_bt)
-    x_btd = x_btd + self.mlp(self.post_attention_layernorm(x_btd))
+  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt, dropout_key=None) -> jax.Array:
+    x_btd = x_btd + self.self_attn(self.input_layernorm(x_btd), cos_bth, sin_bth, mask_bt, dropout_key)
+    x_btd = x_btd + self.mlp(self.post_attention_layernorm(x_btd), dropout_key)
     return constrain(x_btd, ACT_BTD)
 
 
@@ -144,7 +157,9 @@ class Decoder(nnx.Module):
     self.layers = make_layers(rngs)
     self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
 
-  def __call__(self, input_ids_bt: jax.Array, attention_mask_bt: jax.Array) -> jax.Array:
+  def __call__(self, input_ids_bt: jax.Array, attention_mask_bt: jax.Array,
+               dropout_key: jax.Array | None = None) -> jax.Array:
+    """Final hidden states; `dropout_key` turns on LoRA dropout (training), one key per layer split from it."""
     cfg = self.cfg
     # Positions count real tokens only, so a left-padded row is encoded exactly like its right-padded twin.
     positions_bt = jnp.maximum(jnp.cumsum(attention_mask_bt, axis=-1) - 1, 0)
@@ -152,12 +167,15 @@ class Decoder(nnx.Module):
     cos_bth, sin_bth = rope_tables(positions_bt, inv_freq)
     x_btd = constrain(self.embed_tokens(input_ids_bt), ACT_BTD)
 
-    def layer_step(layer: DecoderLayer, x_btd):
-      return layer(x_btd, cos_bth, sin_bth, attention_mask_bt)
+    use_dropout = dropout_key is not None
+    layer_keys = jax.random.split(dropout_key if use_dropout else jax.random.key(0), cfg.num_hidden_layers)
+
+    def layer_step(layer: DecoderLayer, x_btd, key):
+      return layer(x_btd, cos_bth, sin_bth, attention_mask_bt, key if use_dropout else None)
 
     if cfg.remat != "none":
       layer_step = nnx.remat(layer_step, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=False)
-    run_layers = nnx.scan(layer_step, in_axes=(0, nnx.Carry), out_axes=nnx.Carry,
+    run_layers = nnx.scan(layer_step, in_axes=(0, nnx.Carry, 0), out_axes=nnx.Carry,
                           transform_metadata={nnx.PARTITION_NAME: "layers"})
-    x_btd = run_layers(self.layers, x_btd)
+    x_btd = run_layers(self.layers, x_btd, layer_keys)
     return self.norm(x_btd)

@@ -19,6 +19,6 @@ def l2_normalize(x_bd: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
-def embed(model, input_ids_bt: jax.Array, mask_bt: jax.Array) -> jax.Array:
+def embed(model, input_ids_bt: jax.Array, mask_bt: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
   """Unit-norm float32 embeddings [B, D] of token batches: the encoder's whole forward."""
-  return l2_normalize(last_token_pool(model(input_ids_bt, mask_bt), mask_bt))
+  return l2_normalize(last_token_pool(model(input_ids_bt, mask_bt, dropout_key), mask_bt))
