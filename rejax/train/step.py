@@ -1,0 +1,177 @@
+"""The train step: encode queries and passages (grad) and reasoning queries (no grad), RI-InfoNCE over the
+global batch, AdamW update. One pure function of (state, batch, key), jitted with shardings by the caller.
+
+Batches are global arrays sharded over the batch axes, so the loss's [B, B*G] score matrix spans every
+device: XLA gathers the passages, which makes every other device's passages negatives too.
+
+GradCache (`grad_cache_chunk`): encode in chunks without keeping activations, take the loss gradient with
+respect to the embeddings, then re-encode chunk by chunk and pull that gradient back through the encoder
+(a VJP per chunk). Memory then scales with the embeddings of the global batch, not its activations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from rejax.losses import infonce, retrieval_stats, ri_infonce, similarity_scores
+from rejax.models.pooling import embed
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  kind: str = "ri_infonce"  # "infonce" | "ri_infonce"
+  temperature: float = 0.02
+  group_size: int = 16
+  ri_start_step: int = 100
+  ri_clamp_max: float = 5.0
+
+  def __post_init__(self):
+    if self.kind not in ("infonce", "ri_infonce"):
+      raise ValueError(f"loss.kind={self.kind!r}; expected 'infonce' or 'ri_infonce'")
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything a step changes or reads: step count, trained and frozen parameters, optimizer state."""
+
+  step: jax.Array
+  trainable: nnx.State
+  frozen: nnx.State
+  opt_state: Any
+
+
+def init_train_state(model: nnx.Module, tx: optax.GradientTransformation, wrt=nnx.Param) -> tuple[nnx.GraphDef, TrainState]:
+  """(graphdef, state) for `model`, training the variables `wrt` selects (nnx.LoRAParam for LoRA).
+
+  Optimizer state exists only for the trained variables and inherits their shardings.
+  """
+  graphdef, trainable, frozen = nnx.split(model, wrt, ...)
+  return graphdef, TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable, frozen=frozen,
+                              opt_state=jax.jit(tx.init)(trainable))
+
+
+def jit_train_step(step: Callable, state: TrainState, batch_sharding) -> Callable:
+  """`step` compiled with the state's own shardings in and out (donated) and batches sharded over the batch axes."""
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding, None),
+                 out_shardings=(state_shardings, None), donate_argnums=0)
+
+
+def _chunks(x: jax.Array, num_chunks: int) -> jax.Array:
+  """[N, ...] -> [num_chunks, N / num_chunks, ...], chunk k = rows k, k + num_chunks, ... (strided).
+
+  Strided rather than contiguous: with N sharded over devices, every chunk keeps rows on every device.
+  """
+  n = x.shape[0]
+  return x.reshape(n // num_chunks, num_chunks, *x.shape[1:]).swapaxes(0, 1)
+
+
+def _unchunk(x: jax.Array) -> jax.Array:
+  return x.swapaxes(0, 1).reshape(-1, *x.shape[2:])
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_cfg: LossConfig, *,
+                    grad_cache_chunk: int | None = None, lr_schedule: optax.Schedule | None = None) -> Callable:
+  """step(state, batch, key) -> (state, metrics). Batch keys: query_ids/mask [B, Tq],
+  passage_ids/mask [B*G, Tp], and for RI reason_ids/mask [B, Tr]."""
+
+  def encode(trainable, frozen, ids, mask, key):
+    # copy=True: fresh Variables at the current trace level (encode runs inside lax.map / scan bodies)
+    return embed(nnx.merge(graphdef, trainable, frozen, copy=True), ids, mask, key)
+
+  def encode_chunked(trainable, frozen, ids, mask, key, chunk: int):
+    """Embeddings of a big batch, chunk by chunk (a scan), each chunk with its own dropout key."""
+    n = ids.shape[0]
+    num = max(n // chunk, 1)
+    keys = jax.random.split(key, num)
+    out = jax.lax.map(lambda a: encode(trainable, frozen, *a), (_chunks(ids, num), _chunks(mask, num), keys))
+    return _unchunk(out)
+
+  def loss_from_embeddings(q, p, q_reason, use_ri):
+    if loss_cfg.kind == "infonce":
+      per_query = infonce(q, p, group_size=loss_cfg.group_size, temperature=loss_cfg.temperature)
+      stats = retrieval_stats(similarity_scores(q, p, loss_cfg.temperature), loss_cfg.group_size,
+                              loss_cfg.temperature)
+      return jnp.mean(per_query), {"per_query": per_query, **stats}
+    return ri_infonce(q, p, q_reason, group_size=loss_cfg.group_size, temperature=loss_cfg.temperature,
+                      clamp_max=loss_cfg.ri_clamp_max, use_ri=use_ri)
+
+  def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+    key = jax.random.fold_in(key, state.step)
+    q_key, p_key, r_key = jax.random.split(key, 3)
+    use_ri = state.step >= loss_cfg.ri_start_step
+    q_ids, q_mask, p_ids, p_mask = batch["query_ids"], batch["query_mask"], batch["passage_ids"], batch["passage_mask"]
+
+    q_reason = None
+    if loss_cfg.kind == "ri_infonce":
+      # The current model (train mode, as the reference) encodes q' without gradient; skipped before RI starts.
+      def reason_pass():
+        return jax.lax.stop_gradient(encode(state.trainable, state.frozen, batch["reason_ids"],
+                                            batch["reason_mask"], r_key))
+      hidden = q_ids.shape[0], state_dim(graphdef, state)
+      q_reason = jax.lax.cond(use_ri, reason_pass, lambda: jnp.zeros(hidden, jnp.float32))
+
+    if grad_cache_chunk is None:
+      def loss_fn(trainable):
+        q = encode(trainable, state.frozen, q_ids, q_mask, q_key)
+        p = encode(trainable, state.frozen, p_ids, p_mask, p_key)
+        return loss_from_embeddings(q, p, q_reason, use_ri)
+
+      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
+    else:
+      grads, loss, aux = _grad_cache(state, q_ids, q_mask, p_ids, p_mask, q_key, p_key, q_reason, use_ri)
+
+    updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
+    trainable = optax.apply_updates(state.trainable, updates)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **_summarise(aux, loss_cfg)}
+    if lr_schedule is not None:
+      metrics["lr"] = lr_schedule(state.step)
+    return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
+
+  def _grad_cache(state, q_ids, q_mask, p_ids, p_mask, q_key, p_key, q_reason, use_ri):
+    chunk = grad_cache_chunk
+    frozen = state.frozen
+    # 1. embeddings of the whole batch, no activations kept
+    q = jax.lax.stop_gradient(encode_chunked(state.trainable, frozen, q_ids, q_mask, q_key, chunk))
+    p = jax.lax.stop_gradient(encode_chunked(state.trainable, frozen, p_ids, p_mask, p_key, chunk))
+    # 2. the loss and its gradient with respect to the embeddings
+    (loss, aux), (dq, dp) = jax.value_and_grad(
+        lambda q, p: loss_from_embeddings(q, p, q_reason, use_ri), argnums=(0, 1), has_aux=True)(q, p)
+
+    # 3. re-encode chunk by chunk (same dropout keys) and pull the embedding gradients back to the weights
+    def backprop(ids, mask, key, cotangent):
+      num = max(ids.shape[0] // chunk, 1)
+
+      def one_chunk(acc, xs):
+        c_ids, c_mask, c_key, c_cot = xs
+        _, vjp = jax.vjp(lambda t: encode(t, frozen, c_ids, c_mask, c_key), state.trainable)
+        return jax.tree.map(jnp.add, acc, vjp(c_cot)[0]), None
+
+      zeros = jax.tree.map(jnp.zeros_like, state.trainable)
+      xs = (_chunks(ids, num), _chunks(mask, num), jax.random.split(key, num), _chunks(cotangent, num))
+      return jax.lax.scan(one_chunk, zeros, xs)[0]
+
+    grads = jax.tree.map(jnp.add, backprop(q_ids, q_mask, q_key, dq), backprop(p_ids, p_mask, p_key, dp))
+    return grads, loss, aux
+
+  return step
+
+
+def state_dim(graphdef: nnx.GraphDef, state: TrainState) -> int:
+  """The embedding width (the decoder's hidden size)."""
+  return nnx.merge(graphdef, state.trainable, state.frozen).cfg.hidden_size
+
+
+def _summarise(aux: dict, loss_cfg: LossConfig) -> dict[str, jax.Array]:
+  """Scalars to log: retrieval statistics and, for RI, the weights' spread and the clamped fraction."""
+  metrics = {k: aux[k] for k in ("accuracy", "pos_sim", "hardest_neg_sim")}
+  if loss_cfg.kind == "ri_infonce":
+    w = aux["weights"] * aux["weights"].shape[0]  # 1.0 = the plain mean's weight
+    metrics.update(ri_weight_mean=jnp.mean(w), ri_weight_min=jnp.min(w), ri_weight_max=jnp.max(w),
+                   ri_clamped_fraction=aux["clamped_fraction"])
+  return metrics
