@@ -29,7 +29,8 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m rejax.demo
 
 bench: $(STAMP)
-	$(PY) bench/encode.py
+	$(PY) -m bench.encode
+	$(PY) -m bench.train_step
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

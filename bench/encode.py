@@ -1,6 +1,6 @@
 """Encoder forward throughput: rejax (JAX) vs transformers (PyTorch) on SmolLM2-135M, same batch, one run.
 
-    python bench/encode.py [--batch 32] [--length 128] [--dtype float32] [--repeats 5]
+    python -m bench.encode [--batch 32] [--length 128] [--dtype float32] [--repeats 5]
 
 Prints tokens/s of both, their ratio, and each one's fraction of this machine's matmul peak, measured in the
 same run as a large fp32 (or bf16) matmul in JAX. Absolute numbers are noisy on shared machines; the ratio holds.

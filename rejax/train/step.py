@@ -87,6 +87,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
   def encode_chunked(trainable, frozen, ids, mask, key, chunk: int):
     """Embeddings of a big batch, chunk by chunk (a scan), each chunk with its own dropout key."""
     n = ids.shape[0]
+    if n % chunk:
+      raise ValueError(f"grad_cache_chunk={chunk} must divide the {n} rows it chunks")
     num = max(n // chunk, 1)
     keys = jax.random.split(key, num)
     out = jax.lax.map(lambda a: encode(trainable, frozen, *a), (_chunks(ids, num), _chunks(mask, num), keys))
@@ -113,8 +115,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
       def reason_pass():
         return jax.lax.stop_gradient(encode(state.trainable, state.frozen, batch["reason_ids"],
                                             batch["reason_mask"], r_key))
-      hidden = q_ids.shape[0], state_dim(graphdef, state)
-      q_reason = jax.lax.cond(use_ri, reason_pass, lambda: jnp.zeros(hidden, jnp.float32))
+      out = jax.eval_shape(reason_pass)
+      q_reason = jax.lax.cond(use_ri, reason_pass, lambda: jnp.zeros(out.shape, out.dtype))
 
     if grad_cache_chunk is None:
       def loss_fn(trainable):
@@ -160,11 +162,6 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     return grads, loss, aux
 
   return step
-
-
-def state_dim(graphdef: nnx.GraphDef, state: TrainState) -> int:
-  """The embedding width (the decoder's hidden size)."""
-  return nnx.merge(graphdef, state.trainable, state.frozen).cfg.hidden_size
 
 
 def _summarise(aux: dict, loss_cfg: LossConfig) -> dict[str, jax.Array]:
