@@ -1,8 +1,8 @@
 """Train-step speed and memory: rejax vs an equivalent PyTorch step, and GradCache's peak memory.
 
-    python -m bench.train_step [--queries 2] [--group 4] [--length 64] [--repeats 3]
+    python -m bench.train_step [--models tiny,smollm2] [--queries 2] [--group 4] [--length 64] [--repeats 3]
 
-1. Throughput: one full fine-tuning step of SmolLM2-135M in fp32 (RI-InfoNCE: queries and passages with
+1. Throughput: one full fine-tuning step of a tiny random Qwen3 and of SmolLM2-135M in fp32 (RI-InfoNCE: queries and passages with
    gradient, reasoning queries without; AdamW) in rejax and in PyTorch (transformers model, the same loss
    written in torch, torch.optim.AdamW) on the same batch. Prints tokens/s of both, the ratio, and each one's
    fraction of the machine's matmul peak measured in the same run (model FLOPs: 6 x weights x grad tokens +
@@ -79,9 +79,23 @@ def torch_step_fn(model_dir: str, batch: dict, group: int, temperature: float):
   return step
 
 
+TINY_QWEN3 = dict(vocab_size=4096, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=32)
+
+
+def tiny_model_dir(path: str) -> str:
+  """A random tiny Qwen3 checkpoint written with transformers (the same one both frameworks load)."""
+  import torch
+  from transformers import AutoConfig, AutoModel
+
+  torch.manual_seed(0)
+  AutoModel.from_config(AutoConfig.for_model("qwen3", **TINY_QWEN3)).save_pretrained(path)
+  return path
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--model", help="HF model dir (default: SmolLM2-135M-Instruct via rejax.assets)")
+  parser.add_argument("--models", default="tiny,smollm2", help="comma list of: tiny, smollm2, or HF model dirs")
   parser.add_argument("--queries", type=int, default=2)
   parser.add_argument("--group", type=int, default=4)
   parser.add_argument("--length", type=int, default=64)
@@ -89,12 +103,24 @@ def main() -> None:
   parser.add_argument("--skip-memory", action="store_true")
   args = parser.parse_args()
 
+  import tempfile
+
   from bench.encode import matmul_peak_flops
   from rejax import assets
+
+  peak = matmul_peak_flops(jnp.float32)
+  print(f"device: {jax.devices()[0].device_kind}; matmul peak (JAX fp32 2048^3): {peak / 1e9:.1f} GFLOP/s")
+  with tempfile.TemporaryDirectory() as tmp:
+    for name in args.models.split(","):
+      model_dir = {"tiny": lambda: tiny_model_dir(tmp), "smollm2": lambda: str(assets.fetch("smollm2"))}.get(
+          name, lambda: name)()
+      bench_model(name, model_dir, args, peak, memory=not args.skip_memory and name != "tiny")
+
+
+def bench_model(name: str, model_dir: str, args, peak: float, memory: bool) -> None:
   from rejax.hf.load import load_decoder
   from rejax.train.step import LossConfig, init_train_state, make_train_step
 
-  model_dir = args.model or str(assets.fetch("smollm2"))
   loss_cfg = LossConfig(kind="ri_infonce", group_size=args.group, ri_start_step=0)
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5, eps=1e-8, weight_decay=0.0))
   model, cfg = load_decoder(model_dir)
@@ -116,18 +142,15 @@ def main() -> None:
   grad_tokens = args.queries * (1 + args.group) * args.length
   nograd_tokens = args.queries * args.length
   flops = 6 * weights * grad_tokens + 2 * weights * nograd_tokens
-  peak = matmul_peak_flops(jnp.float32)
   tokens = grad_tokens + nograd_tokens
-  print(f"device: {jax.devices()[0].device_kind}; SmolLM2-135M full fine-tuning fp32; batch {args.queries} queries "
-        f"x (1 + {args.group} passages + 1 reasoning query) x {args.length} tokens")
-  print(f"matmul peak (JAX fp32 2048^3): {peak / 1e9:.1f} GFLOP/s")
-  for name, seconds in (("rejax (JAX)", jax_s), ("PyTorch (transformers)", torch_s)):
-    print(f"{name:24s} {tokens / seconds:8.1f} tokens/s  {seconds:7.2f} s/step  {flops / seconds / peak:6.1%} of peak")
+  print(f"\n{name}: full fine-tuning fp32, {weights / 1e6:.1f}M non-embedding weights; batch {args.queries} "
+        f"queries x (1 + {args.group} passages + 1 reasoning query) x {args.length} real tokens")
+  for framework, seconds in (("rejax (JAX)", jax_s), ("PyTorch (transformers)", torch_s)):
+    print(f"{framework:24s} {tokens / seconds:8.1f} tokens/s  {seconds:7.2f} s/step  {flops / seconds / peak:6.1%} of peak")
   print(f"ratio rejax / PyTorch: {torch_s / jax_s:.2f}x")
 
-  if not args.skip_memory:
-    print("\npeak temporary memory of the compiled step (XLA memory_analysis), SmolLM2-135M, length "
-          f"{args.length}:")
+  if memory:
+    print(f"peak temporary memory of the compiled step (XLA memory_analysis), {name}, length {args.length}:")
     print(f"{'global batch (queries)':>24s} {'no GradCache':>14s} {'GradCache':>14s}")
     abstract_state = jax.eval_shape(lambda: state)
     for mult in (1, 4, 16):
