@@ -3,57 +3,62 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
 import sys
 
-import numpy as np
-
-
-def read_texts(path: pathlib.Path) -> list[str]:
-  """The "text" of every line of a JSONL file; a bad line raises ValueError naming file:line."""
-  texts = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-      if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise ValueError(f'{path}:{lineno}: expected an object with a string "text" field')
-      texts.append(record["text"])
-  return texts
-
-
-def save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-  """Write `array` to `path` via a temporary file, so a crash never leaves a half-written output."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp")
-  with open(tmp, "wb") as f:
-    np.save(f, array)
-  os.replace(tmp, path)
-
 
 def cmd_encode(args: argparse.Namespace) -> None:
+  from rejax.eval.beir import read_jsonl
+  from rejax.eval.cache import save_npy_atomic
+
+  texts = [record["text"] for record in read_jsonl(args.input, ("text",))]
+  embeddings = _data_parallel_encoder(args).encode(texts, instruction=args.instruction)
+  save_npy_atomic(args.output, embeddings)
+  print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}", file=sys.stderr)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+  import json
+
+  from rejax.eval.beir import load_beir
+  from rejax.eval.metrics import write_trec_run
+  from rejax.eval.retrieve import run_model
+
+  dataset = load_beir(args.dataset)
+  dataset.instruction = args.instruction
+  encoder = None if args.model == "bm25" else _data_parallel_encoder(args)
+  run, results = run_model(dataset, args.model, encoder, k=args.top_k, index_kind=args.index,
+                           cache_dir=args.cache_dir)
+  args.output.parent.mkdir(parents=True, exist_ok=True)
+  args.output.write_text(json.dumps(results, indent=2) + "\n")
+  if args.run_out:
+    write_trec_run(run, args.run_out, tag="rejax" if args.model != "bm25" else "bm25", k=args.top_k)
+  print(f"wrote {args.output}" + (f" and {args.run_out}" if args.run_out else ""), file=sys.stderr)
+
+
+def _data_parallel_encoder(args):
+  """An Encoder for args.model, data parallel over every device (parameters replicated)."""
   import jax
 
   from rejax.eval.encode import Encoder
   from rejax.sharding import make_mesh, use_mesh
 
-  texts = read_texts(args.input)
-  mesh = make_mesh(data=jax.device_count())  # data parallel over every device, parameters replicated
+  mesh = make_mesh(data=jax.device_count())
   with use_mesh(mesh):
-    encoder = Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
-                                      batch_size=args.batch_size, mesh=mesh)
-    embeddings = encoder.encode(texts, instruction=args.instruction)
-  save_npy_atomic(args.output, embeddings)
-  print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}", file=sys.stderr)
+    return Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
+                                   batch_size=args.batch_size, mesh=mesh)
+
+
+def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--max-length", type=int, default=512, help="tokens per text, EOS included")
+  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                      help="parameter and compute dtype")
 
 
 def build_parser() -> argparse.ArgumentParser:
+  from rejax.eval.cache import default_cache_dir
+
   parser = argparse.ArgumentParser(prog="rejax", description="ReasonEmbed in JAX: train, evaluate, export.")
   commands = parser.add_subparsers(dest="command", required=True)
 
@@ -62,11 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
   encode.add_argument("--input", required=True, type=pathlib.Path, help='JSONL, one {"text": ...} per line')
   encode.add_argument("--output", required=True, type=pathlib.Path, help="output .npy, float32 [N, hidden]")
   encode.add_argument("--instruction", help="format each text as `Instruct: {instruction}\\nQuery: {text}`")
-  encode.add_argument("--max-length", type=int, default=512, help="tokens per text, EOS included")
-  encode.add_argument("--batch-size", type=int, default=32)
-  encode.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                      help="parameter and compute dtype")
+  _add_encoder_args(encode)
   encode.set_defaults(run=cmd_encode)
+
+  evaluate = commands.add_parser("eval", help="retrieval metrics of a model (or bm25) on a BEIR-layout dataset")
+  evaluate.add_argument("--model", required=True, help="HF model directory or hub id, or `bm25`")
+  evaluate.add_argument("--dataset", required=True, type=pathlib.Path,
+                        help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+  evaluate.add_argument("--output", required=True, type=pathlib.Path, help="RESULTS.json")
+  evaluate.add_argument("--run-out", type=pathlib.Path, help="TREC run file: qid Q0 docid rank score tag")
+  evaluate.add_argument("--instruction", help="query instruction (`Instruct: ...\\nQuery: ...`)")
+  evaluate.add_argument("--top-k", type=int, default=1000)
+  evaluate.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"],
+                        help="faiss index: exact inner product (default) or approximate")
+  evaluate.add_argument("--cache-dir", type=pathlib.Path, default=default_cache_dir(),
+                        help="where corpus embeddings are cached (default: $REJAX_CACHE/embeddings or "
+                             "~/.cache/rejax/embeddings)")
+  _add_encoder_args(evaluate)
+  evaluate.set_defaults(run=cmd_eval)
   return parser
 
 

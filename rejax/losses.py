@@ -15,36 +15,34 @@ RI_EPS = 1e-6
 
 def similarity_scores(q_bd: jax.Array, p_nd: jax.Array, temperature: float) -> jax.Array:
   """cos(q, p) / temperature as float32 [B, B*G] (inputs are unit-norm)."""
+  # Cast before the matmul: bf16 scores / 0.02 would move the loss by whole units. HIGHEST stops CPU/TPU from
+  # running the float32 matmul as bf16 passes.
   q = q_bd.astype(jnp.float32)
   p = p_nd.astype(jnp.float32)
   return jnp.einsum("bd,nd->bn", q, p, precision=jax.lax.Precision.HIGHEST) / temperature
 
 
-def _check_shapes(q_bd, p_nd, group_size: int) -> None:
-  if q_bd.ndim != 2 or p_nd.ndim != 2 or p_nd.shape[0] != q_bd.shape[0] * group_size:
+def _check_shapes(q_bd: jax.Array, p_nd: jax.Array, group_size: int) -> None:
+  if (q_bd.ndim != 2 or p_nd.ndim != 2 or q_bd.shape[1] != p_nd.shape[1]
+      or p_nd.shape[0] != q_bd.shape[0] * group_size):
     raise ValueError(f"expected q [B, D] and p [B*group_size, D]; got q {q_bd.shape}, p {p_nd.shape}, "
                      f"group_size {group_size}")
 
 
-def _positive_index(batch: int, group_size: int) -> jax.Array:
-  return jnp.arange(batch) * group_size
+def _is_positive(batch: int, group_size: int) -> jax.Array:
+  """[B, B*G] mask, true at each query's own positive (column i*G)."""
+  return jnp.arange(batch * group_size)[None, :] == (jnp.arange(batch) * group_size)[:, None]
 
 
 def infonce_from_scores(scores_bn: jax.Array, group_size: int) -> jax.Array:
-  """Per-query loss [B]: -log softmax over all passages, taken at the query's own positive.
-
-  Written as log(1 + sum_{j != pos} exp(s_j - s_pos)) rather than logsumexp(s) - s_pos: an easy query's loss
-  is tiny, and subtracting two scores of ~1/tau would leave only a few correct digits of it in float32.
-  """
-  positive_idx = _positive_index(scores_bn.shape[0], group_size)
-  positive = jnp.take_along_axis(scores_bn, positive_idx[:, None], axis=1)
-  is_positive = jnp.arange(scores_bn.shape[1])[None, :] == positive_idx[:, None]
-  margins = jnp.where(is_positive, -jnp.inf, scores_bn - positive)  # s_j - s_pos over the negatives
-  top = jnp.maximum(jnp.max(margins, axis=1, keepdims=True), 0.0)
-  rest = jnp.sum(jnp.exp(margins - top), axis=1)
-  top = top[:, 0]
-  # top == 0 (the positive scores highest): log1p keeps the digits of a small loss.
-  return jnp.where(top > 0, top + jnp.log(jnp.exp(-top) + rest), jnp.log1p(rest))
+  """Per-query loss [B]: -log softmax over all passages, taken at the query's own positive."""
+  is_positive = _is_positive(scores_bn.shape[0], group_size)
+  positive = jnp.sum(jnp.where(is_positive, scores_bn, 0.0), axis=1, keepdims=True)
+  # L = log(1 + sum_neg exp(s_neg - s_pos)) = softplus(logsumexp_neg(s_neg - s_pos)). Same value as
+  # logsumexp(s) - s_pos, but softplus keeps the digits of a tiny loss (an easy query, or the q' pass RI divides
+  # by) that the difference of two float32 scores of size ~1/tau would cancel away.
+  negatives = jax.nn.logsumexp(scores_bn - positive, axis=1, where=~is_positive)
+  return jax.nn.softplus(negatives)
 
 
 def infonce(q: jax.Array, p: jax.Array, *, group_size: int, temperature: float) -> jax.Array:
@@ -70,8 +68,11 @@ def ri_infonce(q: jax.Array, p: jax.Array, q_reason: jax.Array, *, group_size: i
                              temperature=temperature)
   ri = jax.lax.stop_gradient(per_query) / (per_query_reason + RI_EPS)
   clipped = jnp.clip(ri, 0.0, clamp_max)
+  total = jnp.sum(clipped)
   uniform = jnp.full_like(clipped, 1.0 / clipped.shape[0])
-  weights = jax.lax.stop_gradient(jnp.where(use_ri, clipped / jnp.sum(clipped), uniform))
+  # total == 0 only when every L_i(q) underflowed to 0: the loss is 0 either way, and uniform weights avoid 0/0.
+  weights = jnp.where(use_ri & (total > 0), clipped / jnp.where(total > 0, total, 1.0), uniform)
+  weights = jax.lax.stop_gradient(weights)
   loss = jnp.sum(weights * per_query)
   aux = {"weights": weights, "per_query": per_query, "per_query_reason": per_query_reason, "ri": ri,
          "clamped_fraction": jnp.mean(ri > clamp_max), **retrieval_stats(scores, group_size, temperature)}
@@ -80,14 +81,13 @@ def ri_infonce(q: jax.Array, p: jax.Array, q_reason: jax.Array, *, group_size: i
 
 def retrieval_stats(scores_bn: jax.Array, group_size: int, temperature: float) -> dict[str, jax.Array]:
   """In-batch accuracy, mean positive cosine and mean hardest-negative cosine (no gradient)."""
-  scores_bn = jax.lax.stop_gradient(scores_bn)
-  batch = scores_bn.shape[0]
-  positive_idx = _positive_index(batch, group_size)
-  is_positive = jnp.arange(scores_bn.shape[1])[None, :] == positive_idx[:, None]
-  positive = jnp.take_along_axis(scores_bn, positive_idx[:, None], axis=1)[:, 0]
-  hardest_negative = jnp.max(jnp.where(is_positive, -jnp.inf, scores_bn), axis=1)
+  cos = jax.lax.stop_gradient(scores_bn) * temperature
+  batch = cos.shape[0]
+  is_positive = _is_positive(batch, group_size)
+  positive = jnp.sum(jnp.where(is_positive, cos, 0.0), axis=1)
+  hardest_negative = jnp.max(jnp.where(is_positive, -jnp.inf, cos), axis=1)
   return {
-      "accuracy": jnp.mean(jnp.argmax(scores_bn, axis=1) == positive_idx),
-      "pos_sim": jnp.mean(positive) * temperature,
-      "hardest_neg_sim": jnp.mean(hardest_negative) * temperature,
+      "accuracy": jnp.mean(jnp.argmax(cos, axis=1) == jnp.arange(batch) * group_size),
+      "pos_sim": jnp.mean(positive),
+      "hardest_neg_sim": jnp.mean(hardest_negative),
   }

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rejax.losses import infonce, ri_infonce
+from rejax.losses import infonce, ri_infonce, similarity_scores
 
 
 def unit_rows(rng, n, d):
@@ -15,86 +15,183 @@ def unit_rows(rng, n, d):
   return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
 
 
+# Jitted once per shape: one compile is much faster than eager dispatch compiling every primitive.
+jit_infonce = jax.jit(infonce, static_argnames=("group_size", "temperature"))
+jit_ri_infonce = jax.jit(ri_infonce, static_argnames=("group_size", "temperature", "clamp_max"))
+
+
+def f32(*arrays):
+  return tuple(jnp.asarray(a, jnp.float32) for a in arrays)
+
+
+def numpy_scores(q, p, tau):
+  """s(x, d) = cos(x, d) / tau, one pair at a time."""
+  return np.array([[qi @ pj / (np.linalg.norm(qi) * np.linalg.norm(pj)) for pj in p] for qi in q]) / tau
+
+
 def numpy_infonce(q, p, group_size, tau):
-  """L_i = -log( exp s(q_i, p_{iG}) / sum_j exp s(q_i, p_j) ), s = cos / tau, one query at a time."""
+  """L_i = -log( exp s(q_i, p_{iG}) / sum_j exp s(q_i, p_j) ) over all B*G passages."""
   losses = []
-  for i, qi in enumerate(q):
-    s = np.array([qi @ pj / (np.linalg.norm(qi) * np.linalg.norm(pj)) for pj in p]) / tau
+  for i, s in enumerate(numpy_scores(q, p, tau)):
     m = s.max()
     losses.append(-(s[i * group_size] - m - np.log(np.exp(s - m).sum())))
   return np.array(losses)
 
 
 def numpy_ri_infonce(q, p, q_reason, group_size, tau, kappa):
+  """(loss, weights, L(q), L(q'), unclipped RI) of RI-InfoNCE."""
   l_q = numpy_infonce(q, p, group_size, tau)
   l_r = numpy_infonce(q_reason, p, group_size, tau)
-  w = np.clip(l_q / (l_r + 1e-6), 0, kappa)
+  ri = l_q / (l_r + 1e-6)
+  w = np.clip(ri, 0, kappa)
   w = w / w.sum()
-  return (w * l_q).sum(), w, l_q
+  return (w * l_q).sum(), w, l_q, l_r, ri
 
 
-SHAPES = [(1, 2), (4, 2), (2, 16), (8, 16), (2, 64), (4, 64)]
+def numpy_retrieval_stats(q, p, group_size):
+  """In-batch accuracy, mean positive cosine, mean over queries of the highest non-positive cosine."""
+  cos = numpy_scores(q, p, 1.0)
+  pos = np.arange(len(q)) * group_size
+  negatives = cos.copy()
+  negatives[np.arange(len(q)), pos] = -np.inf
+  return {"accuracy": np.mean(cos.argmax(axis=1) == pos), "pos_sim": cos[np.arange(len(q)), pos].mean(),
+          "hardest_neg_sim": negatives.max(axis=1).mean()}
+
+
+def reasoning_queries(rng, p, group_size):
+  """q' for a batch: even rows sit next to their positive (tiny L(q'), so RI clamps), odd rows are random."""
+  batch = len(p) // group_size
+  q_reason = unit_rows(rng, batch, p.shape[1])
+  q_reason[::2] = p[::group_size][::2] + 0.01 * q_reason[::2]
+  return (q_reason / np.linalg.norm(q_reason, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
+
+
+SHAPES = [(1, 2), (4, 2), (2, 16), (8, 16), (1, 64), (2, 64), (4, 64)]
 
 
 @pytest.mark.parametrize("tau", [0.02, 0.05])
 @pytest.mark.parametrize("batch,group", SHAPES)
-def test_losses_equal_numpy(batch, group, tau):
+def test_infonce_equals_numpy(batch, group, tau):
   rng = np.random.default_rng(batch * 100 + group)
   q, p = unit_rows(rng, batch, 32), unit_rows(rng, batch * group, 32)
-  # reasoning queries near their positives for some rows (tiny L(q'): RI clamps), random for others
-  q_reason = unit_rows(rng, batch, 32)
-  q_reason[::2] = p[::group][::2] + 0.01 * q_reason[::2]
-  q_reason = (q_reason / np.linalg.norm(q_reason, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
+  got = jit_infonce(*f32(q, p), group_size=group, temperature=tau)
+  assert got.shape == (batch,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, numpy_infonce(q, p, group, tau), rtol=1e-5)
 
-  np.testing.assert_allclose(infonce(q, p, group_size=group, temperature=tau), numpy_infonce(q, p, group, tau),
-                             rtol=1e-5)
-  loss, aux = ri_infonce(jnp.asarray(q, jnp.float32), jnp.asarray(p, jnp.float32), jnp.asarray(q_reason, jnp.float32),
-                         group_size=group, temperature=tau, clamp_max=5.0)
-  want_loss, want_w, want_per_query = numpy_ri_infonce(q, p, q_reason, group, tau, 5.0)
+
+@pytest.mark.parametrize("tau", [0.02, 0.05])
+@pytest.mark.parametrize("batch,group", SHAPES)
+def test_ri_infonce_equals_numpy(batch, group, tau):
+  rng = np.random.default_rng(batch * 100 + group + 1)
+  q, p = unit_rows(rng, batch, 32), unit_rows(rng, batch * group, 32)
+  q_reason = reasoning_queries(rng, p, group)
+
+  loss, aux = jit_ri_infonce(*f32(q, p, q_reason), group_size=group, temperature=tau, clamp_max=5.0)
+  want_loss, want_w, want_l_q, want_l_r, want_ri = numpy_ri_infonce(q, p, q_reason, group, tau, 5.0)
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(aux["weights"], want_w, rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(aux["per_query"], want_per_query, rtol=1e-5)
   np.testing.assert_allclose(aux["weights"].sum(), 1.0, rtol=1e-6)
-  if batch > 1:
-    assert float(aux["clamped_fraction"]) > 0  # the near-positive reasoning queries hit kappa
+  np.testing.assert_allclose(aux["per_query"], want_l_q, rtol=1e-5)
+  # L(q') of the near-positive rows is ~1e-13: compared absolutely, far below the 1e-6 that RI adds to it
+  np.testing.assert_allclose(aux["per_query_reason"], want_l_r, rtol=1e-5, atol=1e-9)
+  np.testing.assert_allclose(aux["ri"], want_ri, rtol=1e-5)
+  np.testing.assert_allclose(aux["clamped_fraction"], np.mean(want_ri > 5.0))
+  assert np.all(want_ri[::2] > 5.0)  # the near-positive reasoning queries do hit kappa
+  for name, want in numpy_retrieval_stats(q, p, group).items():
+    np.testing.assert_allclose(aux[name], want, rtol=1e-5, err_msg=name)
 
 
-def test_gradient_flows_through_q_and_p_never_q_reason():
+def numpy_weighted_infonce_grads(q, p, weights, group_size, tau):
+  """d/dq and d/dp of sum_i w_i L_i with w held constant, for s = q.p / tau (the inputs are unit rows)."""
+  s = q @ p.T / tau
+  softmax = np.exp(s - s.max(axis=1, keepdims=True))
+  softmax /= softmax.sum(axis=1, keepdims=True)
+  d_scores = softmax
+  d_scores[np.arange(len(q)), np.arange(len(q)) * group_size] -= 1.0  # dL_i/ds_ij = softmax_ij - [j is i's positive]
+  d_scores *= weights[:, None] / tau
+  return d_scores @ p, d_scores.T @ q
+
+
+def test_gradient_flows_through_q_and_p_never_q_reason_or_weights():
   rng = np.random.default_rng(0)
-  q, p, qr = (jnp.asarray(unit_rows(rng, n, 16), jnp.float32) for n in (4, 32, 4))
-  grads = jax.grad(lambda q, p, qr: ri_infonce(q, p, qr, group_size=8, temperature=0.02)[0], argnums=(0, 1, 2))(q, p, qr)
-  assert np.abs(grads[0]).max() > 0 and np.abs(grads[1]).max() > 0
-  np.testing.assert_array_equal(grads[2], np.zeros_like(qr))
+  q, p = unit_rows(rng, 4, 16), unit_rows(rng, 32, 16)
+  q_reason = reasoning_queries(rng, p, 8)
+  loss = lambda q, p, qr: ri_infonce(q, p, qr, group_size=8, temperature=0.05)[0]
+  grad_q, grad_p, grad_reason = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*f32(q, p, q_reason))
+  np.testing.assert_array_equal(grad_reason, np.zeros_like(q_reason))
+  _, weights, _, _, _ = numpy_ri_infonce(q, p, q_reason, 8, 0.05, 5.0)
+  assert np.ptp(weights) > 0.1  # RI weighting is really on, so a gradient through w would show
+  want_q, want_p = numpy_weighted_infonce_grads(q, p, weights, 8, 0.05)
+  assert np.abs(want_q).max() > 0.1 and np.abs(want_p).max() > 0.1
+  np.testing.assert_allclose(grad_q, want_q, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(grad_p, want_p, rtol=1e-4, atol=1e-5)
 
 
 def test_ri_start_step_switches_inside_one_compiled_step():
   rng = np.random.default_rng(1)
-  q, p, qr = (jnp.asarray(unit_rows(rng, n, 16), jnp.float32) for n in (4, 16, 4))
+  q, p = unit_rows(rng, 4, 16), unit_rows(rng, 16, 16)
+  q_reason = reasoning_queries(rng, p, 4)
   traces = []
 
   @jax.jit
-  def step_loss(q, p, qr, step):
+  def step_loss(q, p, q_reason, step):
     traces.append(1)
-    return ri_infonce(q, p, qr, group_size=4, temperature=0.02, use_ri=step >= 100)[0]
+    return ri_infonce(q, p, q_reason, group_size=4, temperature=0.02, use_ri=step >= 100)
 
-  before = step_loss(q, p, qr, jnp.int32(99))
-  after = step_loss(q, p, qr, jnp.int32(100))
-  assert len(traces) == 1
-  want_ri, _, per_query = numpy_ri_infonce(np.asarray(q, np.float64), np.asarray(p, np.float64),
-                                          np.asarray(qr, np.float64), 4, 0.02, 5.0)
+  before, aux_before = step_loss(*f32(q, p, q_reason), jnp.int32(99))
+  after, aux_after = step_loss(*f32(q, p, q_reason), jnp.int32(100))
+  assert len(traces) == 1 and step_loss._cache_size() == 1
+  want_ri, want_w, per_query, _, _ = numpy_ri_infonce(q, p, q_reason, 4, 0.02, 5.0)
   np.testing.assert_allclose(before, per_query.mean(), rtol=1e-5)
+  np.testing.assert_allclose(aux_before["weights"], np.full(4, 0.25))
   np.testing.assert_allclose(after, want_ri, rtol=1e-5)
+  np.testing.assert_allclose(aux_after["weights"], want_w, rtol=1e-5)
+  assert abs(float(after) - float(before)) > 1e-3  # the switch changed the loss
 
 
 def test_bf16_embeddings_are_scored_in_fp32():
   rng = np.random.default_rng(2)
-  q, p, qr = (unit_rows(rng, n, 64) for n in (4, 16, 4))
-  loss32, _ = ri_infonce(*(jnp.asarray(x, jnp.float32) for x in (q, p, qr)), group_size=4, temperature=0.02)
-  loss16, aux = ri_infonce(*(jnp.asarray(x, jnp.bfloat16) for x in (q, p, qr)), group_size=4, temperature=0.02)
-  assert loss16.dtype == jnp.float32 and aux["per_query"].dtype == jnp.float32
+  q, p = unit_rows(rng, 4, 64), unit_rows(rng, 16, 64)
+  q_reason = reasoning_queries(rng, p, 4)
+  bf16 = tuple(jnp.asarray(x, jnp.bfloat16) for x in (q, p, q_reason))
+  assert similarity_scores(bf16[0], bf16[1], 0.02).dtype == jnp.float32
+  loss16, aux16 = jit_ri_infonce(*bf16, group_size=4, temperature=0.02)
+  assert loss16.dtype == jnp.float32 and aux16["per_query"].dtype == jnp.float32
+  # the bf16 values themselves, scored in float32: the only difference from bf16 input is the input rounding
+  loss_rounded, aux_rounded = jit_ri_infonce(*(x.astype(jnp.float32) for x in bf16), group_size=4, temperature=0.02)
+  np.testing.assert_allclose(loss16, loss_rounded, rtol=1e-6)
+  np.testing.assert_allclose(aux16["per_query"], aux_rounded["per_query"], rtol=1e-6)
+  # and that rounding moves the loss only a little from the float32 embeddings' loss
+  loss32, aux32 = jit_ri_infonce(*f32(q, p, q_reason), group_size=4, temperature=0.02)
   np.testing.assert_allclose(loss16, loss32, rtol=5e-2)
+  np.testing.assert_allclose(aux16["per_query"], aux32["per_query"], rtol=5e-2)
 
 
-def test_shape_mismatch_names_the_shapes():
-  with pytest.raises(ValueError, match=r"q \(2, 8\), p \(5, 8\), group_size 2"):
-    infonce(jnp.zeros((2, 8)), jnp.zeros((5, 8)), group_size=2, temperature=0.02)
+@pytest.mark.parametrize("q_shape,p_shape,message", [
+    ((2, 8), (5, 8), r"q \(2, 8\), p \(5, 8\), group_size 2"),  # rows are not B*G
+    ((2, 8), (4, 6), r"q \(2, 8\), p \(4, 6\), group_size 2"),  # embedding widths differ
+    ((2, 8), (4,), r"q \(2, 8\), p \(4,\), group_size 2"),  # p is not a matrix
+])
+def test_shape_mismatch_names_the_shapes(q_shape, p_shape, message):
+  with pytest.raises(ValueError, match=message):
+    infonce(jnp.zeros(q_shape), jnp.zeros(p_shape), group_size=2, temperature=0.02)
+  with pytest.raises(ValueError, match=message):
+    ri_infonce(jnp.zeros(q_shape), jnp.zeros(p_shape), jnp.zeros(q_shape), group_size=2, temperature=0.02)
+
+
+def test_reasoning_query_shape_mismatch_names_the_shapes():
+  with pytest.raises(ValueError, match=r"q_reason \(3, 8\) .* q \(2, 8\)"):
+    ri_infonce(jnp.zeros((2, 8)), jnp.zeros((4, 8)), jnp.zeros((3, 8)), group_size=2, temperature=0.02)
+
+
+def test_a_batch_solved_to_float32_precision_gives_zero_loss_not_nan():
+  """Every L_i(q) underflows to 0 (each negative scores >= 100 below the positive): no 0/0 in RI, no NaN."""
+  q = np.eye(2, 16)  # orthogonal queries: the other query's passages score 0
+  p = np.repeat(-q, 4, axis=0)  # hard negatives opposite their query
+  p[::4] = q
+  loss, aux = jit_ri_infonce(*f32(q, p, q), group_size=4, temperature=0.01)
+  assert np.all(np.asarray(aux["per_query"]) < 1e-30) and 0.0 <= float(loss) < 1e-30  # 0 where denormals flush
+  np.testing.assert_allclose(aux["weights"], [0.5, 0.5])
+  loss_fn = lambda q, p: ri_infonce(q, p, q, group_size=4, temperature=0.01)[0]
+  grads = jax.jit(jax.grad(loss_fn, argnums=(0, 1)))(*f32(q, p))
+  assert all(np.isfinite(g).all() for g in grads)

@@ -18,9 +18,12 @@ from rejax.models.pooling import embed
 class Encoder:
   """A loaded model and its tokenizer, turning texts into unit-norm float32 embeddings."""
 
-  def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None):
+  def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None,
+               model_dir: pathlib.Path | None = None):
+    self.model_dir = model_dir  # where the weights came from (keys the embedding cache)
     self.tokenizer = tokenizer
     self.max_length = max_length
+    self.dtype = model.cfg.dtype
     self.pad_id = pad_id_of(tokenizer)
     self._graphdef, self._state = nnx.split(model)
     devices = mesh.devices.size if mesh is not None else 1
@@ -38,7 +41,7 @@ class Encoder:
 
     model_dir = resolve_model_dir(model_dir)
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
-    return cls(model, load_tokenizer(model_dir), mesh=mesh, **kwargs)
+    return cls(model, load_tokenizer(model_dir), mesh=mesh, model_dir=model_dir, **kwargs)
 
   def _forward(self, state, ids_bt, mask_bt):
     return embed(nnx.merge(self._graphdef, state), ids_bt, mask_bt)
