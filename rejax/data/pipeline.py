@@ -1,0 +1,154 @@
+"""The Grain input pipeline: converted records -> one domain's padded, tokenised global-batch slice per step.
+
+    step -> (domain, record indices)        BatchPlan (sampling.epoch_batches), the same on every process
+         -> this process's records          process_slice: processes hold contiguous rows
+         -> 1 positive + G-1 negatives each sampling.sample_group (seed, epoch, record)
+         -> format + tokenize + pad         rejax.data.text, in Grain worker processes
+         -> {query,reason,passage}_{ids,mask} numpy arrays
+
+A batch is a pure function of (seed, step), so the iterator state is just a position in a range of
+steps; Grain's `get_state`/`set_state` checkpoint it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import threading
+from typing import Mapping
+
+import grain
+import numpy as np
+
+from rejax.data import sampling, text
+from rejax.data.convert import read_manifest
+
+# METHOD.md section 3: (global batch = per-device batch x 8 devices, group size G); every step
+# holds 1,024 passages.
+PAPER_DOMAIN_SETTINGS = {
+  **{d: (64, 16) for d in ("biology", "earth_science", "economics", "psychology", "robotics",
+                           "stackoverflow", "sustainable_living", "aops", "theoremqa_questions",
+                           "theoremqa_theorems")},
+  "leetcode": (512, 2),
+  "pony": (16, 64),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """What the pipeline needs: data, tokenizer, lengths, per-domain (global batch, G), seed."""
+
+  data_dir: str
+  tokenizer_dir: str
+  domain_settings: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=lambda: PAPER_DOMAIN_SETTINGS)
+  max_query_length: int = 512  # queries and reasoning queries, EOS included
+  max_passage_length: int = 512
+  min_bucket: int = 16  # padded lengths are powers of two from here up to the maximum
+  seed: int = 0
+
+_LOAD_LOCK = threading.Lock()
+
+
+class BatchPlan:
+  """step -> (domain, global record indices): the same answer in every process and worker."""
+
+  def __init__(self, counts: Mapping[str, int], settings: Mapping[str, tuple[int, int]], seed: int):
+    self.domains = sampling.domain_specs(counts, settings)
+    self.seed = seed
+    self.steps_per_epoch = sum(d.batches_per_epoch for d in self.domains)
+    if self.steps_per_epoch == 0:
+      sampling.epoch_batches(self.domains, seed, 0)  # raises with the per-domain counts
+
+  @functools.lru_cache(maxsize=4)
+  def epoch(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+    return sampling.epoch_batches(self.domains, self.seed, epoch)
+
+  def batch(self, step: int) -> tuple[int, int, np.ndarray]:
+    """(epoch, domain position, record indices) of a step's global batch."""
+    epoch, position = divmod(step, self.steps_per_epoch)
+    domain, indices = self.epoch(epoch)[position]
+    return epoch, domain, indices
+
+
+class BuildBatch(grain.transforms.Map):
+  """A step number -> this process's slice of that step's tokenised batch (runs in Grain workers)."""
+
+  def __init__(self, config: PipelineConfig, process_index: int = 0, process_count: int = 1):
+    self.config, self.process_index, self.process_count = config, process_index, process_count
+    counts = {name: info["records"] for name, info in read_manifest(config.data_dir)["domains"].items()}
+    self.plan = BatchPlan(counts, config.domain_settings, config.seed)
+    for spec in self.plan.domains:
+      sampling.process_slice(spec.batch_size, 0, process_count)  # fail now, not in a worker
+
+  @functools.cached_property
+  def _sources(self):
+    import tensorflow_datasets as tfds
+
+    with _LOAD_LOCK:
+      return tfds.builder_from_directory(self.config.data_dir).as_data_source()
+
+  @functools.cached_property
+  def _per_thread(self) -> threading.local:
+    return threading.local()
+
+  @property
+  def _tokenizer(self):
+    # One per reading thread: a HF tokenizer call sets truncation on its shared Rust backend, so two
+    # threads tokenising with different max_length through one tokenizer would cut each other's texts.
+    local = self._per_thread
+    if not hasattr(local, "tokenizer"):
+      with _LOAD_LOCK:  # transformers' lazy imports are not thread-safe
+        local.tokenizer = text.load_tokenizer(self.config.tokenizer_dir)
+    return local.tokenizer
+
+  def __getstate__(self):  # workers re-open sources and tokenizers themselves
+    return {k: v for k, v in self.__dict__.items() if k not in ("_sources", "_per_thread")}
+
+  def map(self, step: int) -> dict[str, np.ndarray]:
+    from rejax.data.records import from_example
+
+    cfg = self.config
+    epoch, d, indices = self.plan.batch(int(step))
+    spec = self.plan.domains[d]
+    source = self._sources[spec.name]
+    queries, reasons, passages = [], [], []
+    for index in indices[sampling.process_slice(spec.batch_size, self.process_index, self.process_count)]:
+      example = source[int(index)]
+      record = from_example(example)
+      where = example["source"].decode() if isinstance(example["source"], bytes) else example["source"]
+      queries.append(text.format_query(record["query"], record["prompt"]))
+      reasons.append(text.format_query(record.get("reasoning_query") or record["query"], record["prompt"]))
+      passages += sampling.sample_group(record["pos"], record["neg"], spec.group_size, cfg.seed, epoch, d,
+                                        int(index), where)
+    batch = {"step": np.int64(step), "domain": np.int32(d)}
+    for name, texts, max_length in (("query", queries, cfg.max_query_length),
+                                    ("reason", reasons, cfg.max_query_length),
+                                    ("passage", passages, cfg.max_passage_length)):
+      ids = text.tokenize(self._tokenizer, texts, max_length)
+      length = text.bucket_length(max(map(len, ids)), max_length, cfg.min_bucket)
+      batch[f"{name}_ids"], batch[f"{name}_mask"] = text.pad_batch(ids, length, text.pad_id_of(self._tokenizer))
+    return batch
+
+
+def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int = 0, process_count: int = 1,
+                 num_workers: int = 0, prefetch: int = 2) -> grain.IterDataset:
+  """The batches of steps 0 .. num_steps-1 for one process; iterate it, checkpoint with get_state().
+
+  num_workers > 0 builds batches in that many Grain worker processes (spawned; call from a
+  `__main__`-guarded program). The order never depends on the worker count.
+  """
+  dataset = grain.MapDataset.range(num_steps).map(BuildBatch(config, process_index, process_count))
+  iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch))
+  if num_workers:
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                                 per_worker_buffer_size=prefetch))
+  return iterable
+
+
+def tokens_in(batch: Mapping[str, np.ndarray]) -> int:
+  """Real (unpadded) tokens of a batch, all three inputs."""
+  return int(sum(batch[f"{name}_mask"].sum() for name in ("query", "reason", "passage")))
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # Grain forks/spawns workers after tokenizing

@@ -1,0 +1,70 @@
+"""Builds tests/fixtures/reason_embed/: a small training set in the released reason-embed-data format.
+
+Real text, re-arranged: BRIGHT "examples" rows (castorini/anserini-tools, see PROVENANCE.md) give each
+record its `query` (the StackExchange post), its `reasoning_query` (BRIGHT's `reasoning` field, a
+written account of what the post needs) and its positives (the paragraphs of the post's accepted
+answer, `gold_answer`); negatives are answer paragraphs of other posts in the same domain. List
+lengths vary on purpose (1-4 positives, 2-40 negatives, some pools shorter than a group), and a few
+records carry the optional `train_group_size`, `batch_size`, `pos_scores`, `neg_scores` fields.
+
+  python scripts/make_train_fixture.py ../shared/data/bright/examples tests/fixtures/reason_embed
+
+Deterministic: the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import random
+import sys
+
+DOMAINS = {  # domain -> (records, instruction of METHOD.md section 5)
+  "biology": (24, "Given a Biology post, retrieve relevant passages that help answer the post."),
+  "earth_science": (20, "Given an Earth Science post, retrieve relevant passages that help answer the post."),
+  "economics": (12, "Given an Economics post, retrieve relevant passages that help answer the post."),
+}
+MAX_CHARS = 700
+
+
+def paragraphs(answer: str) -> list[str]:
+  """The answer's non-trivial paragraphs, each cut to MAX_CHARS."""
+  parts = [p.strip().replace("$\\begingroup$", "").replace("$\\endgroup$", "").strip() for p in answer.split("\n\n")]
+  return [p[:MAX_CHARS] for p in parts if len(p) >= 80]
+
+
+def build_domain(rows: list[dict], domain: str, count: int, instruction: str) -> list[dict]:
+  rng = random.Random(f"reason-embed-fixture/{domain}")
+  rows = [r for r in rows if len(paragraphs(r["gold_answer"])) >= 1][:count]
+  answers = [paragraphs(r["gold_answer"]) for r in rows]
+  records = []
+  for i, row in enumerate(rows):
+    pos = answers[i][: rng.randint(1, 4)]
+    pool = [p for j, a in enumerate(answers) if j != i for p in a]
+    neg = rng.sample(pool, min(len(pool), rng.choice([2, 5, 9, 15, 24, 40])))
+    record = {"prompt": instruction, "query": row["query"][: 2 * MAX_CHARS],
+              "reasoning_query": row["reasoning"][: 2 * MAX_CHARS], "pos": pos, "neg": neg}
+    if i % 5 == 1:
+      record.update(train_group_size=16, batch_size=8)
+    if i % 7 == 3:
+      record.update(pos_scores=[5.0] * len(pos), neg_scores=[float(rng.randint(1, 2)) for _ in neg])
+    records.append(record)
+  return records
+
+
+def main(source: str, output: str) -> None:
+  out = pathlib.Path(output)
+  out.mkdir(parents=True, exist_ok=True)
+  for domain, (count, instruction) in DOMAINS.items():
+    with gzip.open(pathlib.Path(source) / f"{domain}.jsonl.gz", "rt", encoding="utf-8") as f:
+      rows = [json.loads(line) for line in f]
+    records = build_domain(rows, domain, count, instruction)
+    with open(out / f"{domain}-formatted.jsonl", "w", encoding="utf-8") as f:
+      for record in records:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    print(f"{domain}: {len(records)} records")
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:3])

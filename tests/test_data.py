@@ -1,0 +1,231 @@
+"""Training data: JSONL -> TFDS/ArrayRecord round trip, errors by file:line, and the Grain pipeline's
+determinism, resumability, process sharding and per-domain batch shapes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from rejax.cli import main as rejax_main
+from rejax.data import sampling
+from rejax.data.convert import convert, read_manifest
+from rejax.data.pipeline import BatchPlan, BuildBatch, PipelineConfig, make_dataset
+from rejax.data.records import RecordError, from_example
+
+FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "reason_embed"
+SETTINGS = {"biology": (4, 4), "earth_science": (4, 8), "economics": (2, 16)}
+
+
+def fixture_records(domain: str) -> list[dict]:
+  """The fixture's records of a domain, read independently of rejax."""
+  return [json.loads(line) for line in open(FIXTURE / f"{domain}-formatted.jsonl", encoding="utf-8")]
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> pathlib.Path:
+  out = tmp_path_factory.mktemp("data") / "reason_embed"
+  convert([str(FIXTURE / "*.jsonl")], out)
+  return out
+
+
+@pytest.fixture(scope="module")
+def pipeline_config(dataset_dir, qwen3_tokenizer_dir) -> PipelineConfig:
+  return PipelineConfig(str(dataset_dir), str(qwen3_tokenizer_dir), SETTINGS, max_query_length=128,
+                        max_passage_length=64, seed=7)
+
+
+def read_all(directory: pathlib.Path) -> dict[str, list[dict]]:
+  import tensorflow_datasets as tfds
+
+  sources = tfds.builder_from_directory(str(directory)).as_data_source()
+  return {domain: [from_example(source[i]) for i in range(len(source))] for domain, source in sources.items()}
+
+
+def test_convert_round_trips_every_record_exactly(dataset_dir):
+  stored = read_all(dataset_dir)
+  assert sorted(stored) == ["biology", "earth_science", "economics"]
+  for domain, records in stored.items():
+    assert records == fixture_records(domain)  # same records, same order, optional fields as they were
+  manifest = read_manifest(dataset_dir)
+  assert {d: info["records"] for d, info in manifest["domains"].items()} == {"biology": 24, "earth_science": 20,
+                                                                              "economics": 12}
+  assert manifest["records"] == 56
+
+
+def test_convert_reads_gzip_and_keeps_unknown_fields(tmp_path):
+  records = fixture_records("economics")[:3]
+  records[0]["type"] = "normal"  # a field outside the schema survives as it was
+  del records[1]["reasoning_query"]
+  with gzip.open(tmp_path / "economics-formatted.jsonl.gz", "wt", encoding="utf-8") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records)
+  convert([str(tmp_path / "*.jsonl.gz")], tmp_path / "out")
+  assert read_all(tmp_path / "out") == {"economics": records}
+
+
+def test_a_malformed_line_is_reported_by_file_and_line_and_leaves_no_output(tmp_path):
+  lines = open(FIXTURE / "biology-formatted.jsonl", encoding="utf-8").read().splitlines()
+  bad = json.loads(lines[3])
+  bad["pos"] = "not a list"
+  lines[3] = json.dumps(bad)
+  source = tmp_path / "biology-formatted.jsonl"
+  source.write_text("\n".join(lines) + "\n")
+  with pytest.raises(RecordError, match=rf"{source}:4: `pos` must be a list of strings"):
+    convert([str(source)], tmp_path / "out")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["biology-formatted.jsonl"]  # nothing half-written
+
+  lines[5] = lines[5][:40]  # truncated JSON
+  source.write_text("\n".join(lines) + "\n")
+  manifest = convert([str(source)], tmp_path / "out", skip_invalid=True)
+  assert manifest["domains"]["biology"] == {**manifest["domains"]["biology"], "records": 22, "skipped": 2}
+  expected = [r for i, r in enumerate(fixture_records("biology")) if i not in (3, 5)]
+  assert read_all(tmp_path / "out")["biology"] == expected
+
+
+def test_cli_convert_names_the_bad_line(tmp_path, capsys):
+  source = tmp_path / "pony-formatted.jsonl"
+  source.write_text(json.dumps({"prompt": "p", "query": "q", "pos": ["a"], "neg": ["b"]}) + "\n"
+                    + json.dumps({"prompt": "p", "query": "q", "pos": ["a"], "neg": ["b"], "batch_size": 0}) + "\n")
+  with pytest.raises(SystemExit) as exit_info:
+    rejax_main(["data", "convert", "--input", str(source), "--output", str(tmp_path / "out")])
+  assert f"{source}:2: `batch_size` must be a positive integer" in str(exit_info.value)
+  with pytest.raises(SystemExit, match="no input file matches"):
+    rejax_main(["data", "convert", "--input", str(tmp_path / "nothing*.jsonl"), "--output", str(tmp_path / "o")])
+
+
+def take(iterator, n: int) -> list[dict]:
+  return [next(iterator) for _ in range(n)]
+
+
+def assert_same_batches(a: list[dict], b: list[dict]) -> None:
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def test_same_seed_same_batches_and_another_seed_differs(pipeline_config):
+  first = take(iter(make_dataset(pipeline_config, num_steps=8)), 8)
+  assert_same_batches(first, take(iter(make_dataset(pipeline_config, num_steps=8)), 8))
+  other = take(iter(make_dataset(PipelineConfig(**{**pipeline_config.__dict__, "seed": 8}), num_steps=8)), 8)
+  assert any(x["passage_ids"].shape != y["passage_ids"].shape or (x["passage_ids"] != y["passage_ids"]).any()
+             for x, y in zip(first, other))
+
+
+def test_restoring_iterator_state_continues_as_if_never_stopped(pipeline_config):
+  steps = 12  # more than one epoch (6 + 5 + 6 = 17 batches... of which 11 fit the fixture: see plan)
+  uninterrupted = take(iter(make_dataset(pipeline_config, num_steps=steps)), steps)
+  iterator = iter(make_dataset(pipeline_config, num_steps=steps))
+  take(iterator, 5)
+  state = json.loads(json.dumps(iterator.get_state()))  # what a checkpoint stores
+  resumed = iter(make_dataset(pipeline_config, num_steps=steps))
+  resumed.set_state(state)
+  assert_same_batches(take(resumed, steps - 5), uninterrupted[5:])
+
+
+def test_worker_processes_give_the_same_batches(pipeline_config):
+  in_process = take(iter(make_dataset(pipeline_config, num_steps=6)), 6)
+  with_workers = take(iter(make_dataset(pipeline_config, num_steps=6, num_workers=2)), 6)
+  assert_same_batches(with_workers, in_process)
+
+
+def test_every_batch_is_one_domain_with_its_batch_and_group_size(pipeline_config, qwen3_tokenizer_dir):
+  from transformers import AutoTokenizer
+
+  tokenizer = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir))
+  plan = BatchPlan({"biology": 24, "earth_science": 20, "economics": 12}, SETTINGS, seed=7)
+  assert plan.steps_per_epoch == 24 // 4 + 20 // 4 + 12 // 2
+  prompts = {d: fixture_records(d)[0]["prompt"] for d in SETTINGS}
+  seen = set()
+  for batch in take(iter(make_dataset(pipeline_config, num_steps=plan.steps_per_epoch)), plan.steps_per_epoch):
+    domain = plan.domains[int(batch["domain"])].name
+    seen.add(domain)
+    batch_size, group = SETTINGS[domain]
+    assert batch["query_ids"].shape[0] == batch["reason_ids"].shape[0] == batch_size
+    assert batch["passage_ids"].shape[0] == batch_size * group
+    for ids, mask in zip(batch["query_ids"], batch["query_mask"]):
+      decoded = tokenizer.decode(ids[mask.astype(bool)][:40])
+      assert decoded.startswith(f"Instruct: {prompts[domain]}\nQuery:")
+    for name in ("query", "reason", "passage"):  # EOS ends every row, lengths are from the bucket set
+      ids, mask = batch[f"{name}_ids"], batch[f"{name}_mask"]
+      assert ids.shape[1] in (16, 32, 64, 128)
+      last = mask.sum(axis=1) - 1
+      assert (ids[np.arange(len(ids)), last] == tokenizer.eos_token_id).all()
+  assert seen == set(SETTINGS)
+
+
+def test_epoch_covers_each_domain_once_and_processes_split_it_disjointly():
+  plan = BatchPlan({"biology": 24, "earth_science": 20, "economics": 12}, SETTINGS, seed=3)
+  for epoch in range(3):
+    per_domain = {d: [] for d in range(3)}
+    for step in range(epoch * plan.steps_per_epoch, (epoch + 1) * plan.steps_per_epoch):
+      e, d, indices = plan.batch(step)
+      assert e == epoch
+      parts = [indices[sampling.process_slice(len(indices), p, 2)] for p in range(2)]
+      assert not set(parts[0]) & set(parts[1])
+      np.testing.assert_array_equal(np.concatenate(parts), indices)
+      per_domain[d] += list(indices)
+    for d, spec in enumerate(plan.domains):
+      assert len(per_domain[d]) == len(set(per_domain[d])) == spec.batches_per_epoch * spec.batch_size
+  assert not np.array_equal(plan.batch(0)[2], plan.batch(plan.steps_per_epoch)[2]) or \
+      plan.batch(0)[1] != plan.batch(plan.steps_per_epoch)[1]
+
+
+def test_two_processes_load_the_halves_of_the_one_process_batch(pipeline_config):
+  whole = take(iter(make_dataset(pipeline_config, num_steps=4)), 4)
+  halves = [take(iter(make_dataset(pipeline_config, num_steps=4, process_index=p, process_count=2)), 4)
+            for p in range(2)]
+  for step, batch in enumerate(whole):
+    group = SETTINGS[["biology", "earth_science", "economics"][int(batch["domain"])]][1]
+    for name in ("query", "reason", "passage"):
+      ids, mask = batch[f"{name}_ids"], batch[f"{name}_mask"]
+      rows = 0
+      for half in (halves[0][step], halves[1][step]):
+        h_ids, h_mask = half[f"{name}_ids"], half[f"{name}_mask"]
+        width = h_ids.shape[1]
+        np.testing.assert_array_equal(h_mask, mask[rows:rows + len(h_ids), :width])
+        np.testing.assert_array_equal(h_ids * h_mask, (ids * mask)[rows:rows + len(h_ids), :width])
+        rows += len(h_ids)
+      assert rows == len(ids)
+    assert halves[0][step]["passage_ids"].shape[0] == halves[0][step]["query_ids"].shape[0] * group
+
+
+def test_sampled_negatives_exclude_positives_and_repeat_short_pools():
+  pos, neg = ["p1", "p2", "shared"], ["shared", "n1", "n2", "n3"]
+  positives_seen = set()
+  for epoch in range(200):
+    group = sampling.sample_group(pos, neg, 8, seed=1, epoch=epoch, domain=0, index=5)
+    assert group[0] in pos and not set(group[1:]) & set(pos)
+    counts = {t: group[1:].count(t) for t in ("n1", "n2", "n3")}
+    assert sum(counts.values()) == 7 and max(counts.values()) <= 3  # 7 draws from the pool repeated 3 times
+    positives_seen.add(group[0])
+  assert positives_seen == set(pos)
+  long_pool = [f"n{i}" for i in range(50)]
+  group = sampling.sample_group(["p"], long_pool, 16, seed=1, epoch=0, domain=0, index=0)
+  assert len(set(group[1:])) == 15  # without replacement when the pool suffices
+  assert group == sampling.sample_group(["p"], long_pool, 16, seed=1, epoch=0, domain=0, index=0)
+  with pytest.raises(ValueError, match="f.jsonl:9: every negative is also a positive"):
+    sampling.sample_group(["a"], ["a"], 4, seed=1, epoch=0, domain=0, index=0, where="f.jsonl:9")
+
+
+def test_fixture_groups_never_contain_a_records_positive(dataset_dir, pipeline_config):
+  stored = read_all(dataset_dir)
+  for d, (domain, records) in enumerate(sorted(stored.items())):
+    for index, record in enumerate(records):
+      group = sampling.sample_group(record["pos"], record["neg"], SETTINGS[domain][1], 7, 0, d, index)
+      assert group[0] in record["pos"] and not set(group[1:]) & set(record["pos"])
+
+
+def test_domains_without_settings_and_indivisible_batches_are_named(pipeline_config):
+  with pytest.raises(ValueError, match="domain 'economics' of the data has no"):
+    BuildBatch(PipelineConfig(**{**pipeline_config.__dict__, "domain_settings": {"biology": (4, 4),
+                                                                                 "earth_science": (4, 4)}}))
+  with pytest.raises(ValueError, match="global batch 2 is not divisible by the 4 processes"):
+    BuildBatch(pipeline_config, process_index=0, process_count=4)
+  with pytest.raises(FileNotFoundError, match="not a converted dataset"):
+    BuildBatch(PipelineConfig(str(FIXTURE), pipeline_config.tokenizer_dir, SETTINGS))
