@@ -36,6 +36,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
   print(f"wrote {args.output}" + (f" and {args.run_out}" if args.run_out else ""), file=sys.stderr)
 
 
+def cmd_data_convert(args: argparse.Namespace) -> None:
+  from rejax.data.convert import convert
+
+  manifest = convert(args.input, args.output, skip_invalid=args.skip_invalid, num_shards=args.num_shards)
+  counts = ", ".join(f"{d}: {info['records']}" for d, info in manifest["domains"].items())
+  print(f"wrote {manifest['records']} records to {args.output} ({counts})", file=sys.stderr)
+
+
 def _data_parallel_encoder(args):
   """An Encoder for args.model, data parallel over every device (parameters replicated)."""
   import jax
@@ -85,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "~/.cache/rejax/embeddings)")
   _add_encoder_args(evaluate)
   evaluate.set_defaults(run=cmd_eval)
+  data = commands.add_parser("data", help="training data: convert released JSONL to ArrayRecord")
+  data_commands = data.add_subparsers(dest="data_command", required=True)
+  convert = data_commands.add_parser("convert", help="reason-embed-data JSONL -> TFDS/ArrayRecord dataset")
+  convert.add_argument("--input", required=True, nargs="+",
+                       help="files or globs of `{domain}-formatted.jsonl[.gz]` (quote globs)")
+  convert.add_argument("--output", required=True, type=pathlib.Path, help="new dataset directory")
+  convert.add_argument("--skip-invalid", action="store_true", help="skip and count malformed lines instead of stopping")
+  convert.add_argument("--num-shards", type=int, help="ArrayRecord shards per domain (default: by size, 64 MiB-1 GiB)")
+  convert.set_defaults(run=cmd_data_convert)
   return parser
 
 
@@ -92,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
   args = build_parser().parse_args(argv)
   try:
     args.run(args)
-  except (ValueError, FileNotFoundError, RuntimeError) as e:
+  except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
     sys.exit(f"rejax {args.command}: error: {e}")
 
 
