@@ -1,0 +1,138 @@
+"""Export a decoder (LoRA merged) as a Hugging Face model directory that transformers and sentence-transformers
+load as they are.
+
+    from rejax.hf.export import export_model
+    export_model(model, "hf/my-embedder", base_dir="Qwen/Qwen3-8B")   # model: an NNX Decoder, LoRA or not
+
+    AutoModel.from_pretrained("hf/my-embedder")             # Qwen3Model / LlamaModel, final hidden states
+    SentenceTransformer("hf/my-embedder").encode(queries, prompt_name="biology")   # == rejax encode
+
+The directory holds: the weights as safetensors in the base model's dtype (`rejax.hf.save`), config.json
+for the bare architecture, the tokenizer with EOS appended by its post-processor (`rejax.hf.tokenizer`), and
+the sentence-transformers files with one prompt per task instruction (`rejax.hf.sentence_transformers_layout`).
+Local paths only. On several processes every one must call `export_model` (weights are gathered
+collectively); process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from rejax.hf.hub import resolve_model_dir
+from rejax.hf.save import save_safetensors
+from rejax.hf.sentence_transformers_layout import write_sentence_transformers_files
+from rejax.hf.tokenizer import save_eos_tokenizer
+from rejax.models import Decoder, DecoderConfig, load_config, merge_lora
+from rejax.models.config import as_dtype
+
+# The bare (no LM head) transformers class of each family: what an embedder is.
+ARCHITECTURES = {"qwen3": "Qwen3Model", "llama": "LlamaModel"}
+
+# METHOD.md section 5: BRIGHT's per-task query instructions, the same strings the training data uses.
+BRIGHT_INSTRUCTIONS = {
+    "biology": "Given a Biology post, retrieve relevant passages that help answer the post.",
+    "earth_science": "Given an Earth Science post, retrieve relevant passages that help answer the post.",
+    "economics": "Given an Economics post, retrieve relevant passages that help answer the post.",
+    "psychology": "Given a Psychology post, retrieve relevant passages that help answer the post.",
+    "robotics": "Given a Robotics post, retrieve relevant passages that help answer the post.",
+    "stackoverflow": "Given a Stack Overflow post, retrieve relevant passages that help answer the post.",
+    "sustainable_living": "Given a Sustainable Living post, retrieve relevant passages that help answer the post.",
+    "leetcode": "Given a Coding problem, retrieve relevant examples that help answer the problem.",
+    "pony": "Given a Pony question, retrieve relevant passages that help answer the question.",
+    "aops": "Given a Math problem, retrieve relevant examples that help answer the problem.",
+    "theoremqa_questions": "Given a Math problem, retrieve relevant examples that help answer the problem.",
+    "theoremqa_theorems": "Given a Math problem, retrieve relevant theorems that help answer the problem.",
+}
+
+# Keys of a base config.json that the export rewrites (or that describe a checkpoint, not an architecture).
+_REWRITTEN_KEYS = {"architectures", "model_type", "dtype", "torch_dtype", "transformers_version", "rope_theta",
+                   "rope_scaling", "rope_parameters", "auto_map", "quantization_config", "_name_or_path",
+                   "_model_name_or_path"}
+_RUNTIME_FIELDS = ("param_dtype", "dtype", "attention_impl", "remat")
+
+
+def architecture_fields(cfg: DecoderConfig) -> dict[str, Any]:
+  """The config.json fields that `rejax.models.config_from_hf_dict` reads, from a DecoderConfig (its inverse)."""
+  rope = {"rope_type": "default", **(cfg.rope_scaling or {}), "rope_theta": cfg.rope_theta}
+  fields = dict(
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+      num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+      num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps,
+      rope_parameters=rope, attention_bias=cfg.attention_bias, tie_word_embeddings=cfg.tie_word_embeddings,
+      hidden_act="silu",
+  )
+  if cfg.model_type == "llama":
+    fields["mlp_bias"] = cfg.mlp_bias
+  elif cfg.mlp_bias:
+    raise ValueError(f"model_type={cfg.model_type!r} has no mlp_bias in transformers; cannot export mlp_bias=True")
+  return fields
+
+
+def hf_config(cfg: DecoderConfig, base: Mapping[str, Any] | None, dtype: str):
+  """The transformers config of the bare model: `cfg`'s architecture, the rest (max_position_embeddings,
+  token ids, ...) from the base model's config.json when there is one."""
+  from transformers import AutoConfig
+
+  fields = {k: v for k, v in (base or {}).items() if k not in _REWRITTEN_KEYS}
+  config = AutoConfig.for_model(cfg.model_type, **{**fields, **architecture_fields(cfg)}, dtype=dtype)
+  config.architectures = [ARCHITECTURES[cfg.model_type]]
+  return config
+
+
+def _base_config(base_dir: pathlib.Path) -> dict[str, Any] | None:
+  path = base_dir / "config.json"
+  return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _dtype_name(dtype) -> str:
+  return np.dtype(as_dtype(dtype)).name
+
+
+def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | pathlib.Path,
+                 dtype: str | None = None, instructions: Mapping[str, str] | None = None,
+                 max_seq_length: int = 512, max_shard_size: int | str = "5GB") -> pathlib.Path:
+  """The directory `output`, now holding `model` (adapters merged) for transformers and sentence-transformers.
+
+  model: an NNX Decoder, with or without LoRA, its parameters on any mesh (or one device).
+  base_dir: the HF directory (or hub id) the model was loaded from. Its tokenizer is exported; its
+    config.json, when present, supplies the fields a DecoderConfig does not hold and the default dtype.
+  dtype: of the saved weights ("float32", "bfloat16", "float16"); default: the base config's `dtype` /
+    `torch_dtype`, else the model's parameter dtype.
+  instructions: prompt name -> task instruction, saved as sentence-transformers prompts
+    `Instruct: {instruction}\\nQuery: `; default: the BRIGHT tasks' (BRIGHT_INSTRUCTIONS).
+  max_seq_length: sentence-transformers' truncation length (EOS kept, as `rejax encode --max-length`).
+  max_shard_size: above this total, weights are split into files of at most this size with an index.
+  """
+  output = pathlib.Path(output)
+  base_dir = resolve_model_dir(base_dir)
+  base = _base_config(base_dir)
+  if base is not None and base.get("model_type") != model.cfg.model_type:
+    raise ValueError(f"{base_dir}/config.json: model_type {base.get('model_type')!r} does not match the "
+                     f"model's {model.cfg.model_type!r}")
+  if dtype is None:
+    dtype = (base or {}).get("dtype") or (base or {}).get("torch_dtype") or model.cfg.param_dtype
+  dtype = _dtype_name(dtype)
+  if max_seq_length < 2:
+    raise ValueError(f"max_seq_length must be >= 2 (one token and EOS), got {max_seq_length}")
+
+  merged = merge_lora(model)
+  save_safetensors(nnx.state(merged, nnx.Param), output, dtype=dtype, max_shard_size=max_shard_size)
+  if jax.process_index() == 0:
+    cfg = merged.cfg
+    hf_config(cfg, base, dtype).save_pretrained(output)
+    reread = load_config(output, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
+    if reread != cfg:
+      raise AssertionError(f"{output}/config.json does not read back as the model's config: {reread} != {cfg}")
+    save_eos_tokenizer(base_dir, output)
+    write_sentence_transformers_files(output, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
+                                      instructions=BRIGHT_INSTRUCTIONS if instructions is None else instructions)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("rejax.hf.export: written")
+  return output

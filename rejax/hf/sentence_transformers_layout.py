@@ -1,0 +1,58 @@
+"""The sentence-transformers files of an export: Transformer -> last-token Pooling -> Normalize, plus prompts.
+
+Written in the layout sentence-transformers 2.x-5.x save (`sentence_transformers.models.*` module names,
+`pooling_mode_lasttoken`, `max_seq_length` in sentence_bert_config.json), the one most published embedders
+use (Qwen3-Embedding among them); 6.x reads it through its legacy-name table, so one directory serves all.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Mapping
+
+from rejax.data.text import format_query
+
+MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
+
+
+def query_prompts(instructions: Mapping[str, str]) -> dict[str, str]:
+  """name -> `Instruct: {instruction}\\nQuery: `, so that prompt + text == rejax's `format_query(text, instruction)`."""
+  prompts = {}
+  for name, instruction in instructions.items():
+    if not instruction:
+      raise ValueError(f"prompt {name!r}: empty instruction (documents need no prompt)")
+    prompts[name] = format_query("", instruction)
+  return prompts
+
+
+def pooling_config(hidden_size: int) -> dict:
+  """1_Pooling/config.json: the last real token's hidden state, nothing else."""
+  modes = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
+  return {"word_embedding_dimension": hidden_size,
+          **{f"pooling_mode_{mode}": mode == "lasttoken" for mode in modes},
+          "include_prompt": True}
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_sentence_transformers_files(output: str | pathlib.Path, *, hidden_size: int, max_seq_length: int,
+                                      instructions: Mapping[str, str]) -> None:
+  """Write modules.json, sentence_bert_config.json, 1_Pooling/, 2_Normalize/ and config_sentence_transformers.json."""
+  output = pathlib.Path(output)
+  _write_json(output / "modules.json", MODULES)
+  _write_json(output / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+  _write_json(output / "1_Pooling" / "config.json", pooling_config(hidden_size))
+  (output / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no settings; the folder is where it would keep them
+  _write_json(output / "config_sentence_transformers.json", {
+      "prompts": query_prompts(instructions),
+      "default_prompt_name": None,  # documents are encoded as they are; queries name their task's prompt
+      "similarity_fn_name": "cosine",
+  })
