@@ -18,22 +18,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-  import json
+  from rejax.eval.command import run_eval
 
-  from rejax.eval.beir import load_beir
-  from rejax.eval.metrics import write_trec_run
-  from rejax.eval.retrieve import run_model
-
-  dataset = load_beir(args.dataset)
-  dataset.instruction = args.instruction
-  encoder = None if args.model == "bm25" else _data_parallel_encoder(args)
-  run, results = run_model(dataset, args.model, encoder, k=args.top_k, index_kind=args.index,
-                           cache_dir=args.cache_dir)
-  args.output.parent.mkdir(parents=True, exist_ok=True)
-  args.output.write_text(json.dumps(results, indent=2) + "\n")
-  if args.run_out:
-    write_trec_run(run, args.run_out, tag="rejax" if args.model != "bm25" else "bm25", k=args.top_k)
-  print(f"wrote {args.output}" + (f" and {args.run_out}" if args.run_out else ""), file=sys.stderr)
+  run_eval(args, make_encoder=_data_parallel_encoder)
 
 
 def cmd_data_convert(args: argparse.Namespace) -> None:
@@ -78,11 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
   _add_encoder_args(encode)
   encode.set_defaults(run=cmd_encode)
 
-  evaluate = commands.add_parser("eval", help="retrieval metrics of a model (or bm25) on a BEIR-layout dataset")
-  evaluate.add_argument("--model", required=True, help="HF model directory or hub id, or `bm25`")
-  evaluate.add_argument("--dataset", required=True, type=pathlib.Path,
-                        help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv")
-  evaluate.add_argument("--output", required=True, type=pathlib.Path, help="RESULTS.json")
+  evaluate = commands.add_parser("eval", help="retrieval metrics of a model (or bm25) on a BEIR dataset, BRIGHT "
+                                               "or R2MED; or a report comparing the models evaluated in a directory")
+  evaluate.add_argument("--model", help="HF model directory or hub id, or `bm25`")
+  source = evaluate.add_mutually_exclusive_group(required=True)
+  source.add_argument("--dataset", type=pathlib.Path, help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+  source.add_argument("--bright", help="BRIGHT: a directory in the layout of the hub's xlangai/BRIGHT "
+                                       "(examples/, documents/), or that hub id when online")
+  source.add_argument("--r2med", help="R2MED: a directory with one folder per task, or the hub org R2MED when online")
+  source.add_argument("--report", type=pathlib.Path,
+                      help="write DIR/table.md and DIR/chart.png comparing every RESULTS.json under DIR")
+  evaluate.add_argument("--tasks", help="comma-separated benchmark tasks (default: all, in the paper's order)")
+  evaluate.add_argument("--long-documents", action="store_true",
+                        help="BRIGHT's long-document setting (long_documents, gold_ids_long)")
+  evaluate.add_argument("--output", type=pathlib.Path,
+                        help="RESULTS.json (required with --dataset; benchmarks default to "
+                             "results/{bright,r2med}/MODEL/RESULTS.json, with RESULTS.md and runs/ beside it)")
   evaluate.add_argument("--run-out", type=pathlib.Path, help="TREC run file: qid Q0 docid rank score tag")
   evaluate.add_argument("--instruction", help="query instruction (`Instruct: ...\\nQuery: ...`)")
   evaluate.add_argument("--top-k", type=int, default=1000)
@@ -92,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where corpus embeddings are cached (default: $REJAX_CACHE/embeddings or "
                              "~/.cache/rejax/embeddings)")
   _add_encoder_args(evaluate)
-  evaluate.set_defaults(run=cmd_eval)
+  evaluate.set_defaults(run=cmd_eval, max_length=None)  # None: the protocol's (BRIGHT 8192, R2MED and BEIR 512)
   data = commands.add_parser("data", help="training data: convert released JSONL to ArrayRecord")
   data_commands = data.add_subparsers(dest="data_command", required=True)
   convert = data_commands.add_parser("convert", help="reason-embed-data JSONL -> TFDS/ArrayRecord dataset")

@@ -1,0 +1,97 @@
+"""BRIGHT (xlangai/BRIGHT): the 12 tasks, their query instructions, and a loader per task.
+
+The hub dataset has one config per kind of row and one split per task:
+  examples/{task}-00000-of-00001.parquet    id, query, reasoning, gold_ids, gold_ids_long, excluded_ids, gold_answer
+  documents/{task}-00000-of-00001.parquet   id, content   (the short-document setting of the paper)
+  long_documents/{task}-...parquet          id, content   (judged by gold_ids_long)
+A local directory in that layout works, as does `{config}/{task}.jsonl[.gz]` (the anserini-tools copy of
+the examples), or the hub id itself when online.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from rejax.eval.beir import RetrievalDataset
+from rejax.eval.hub_data import dataset_snapshot, is_hub_id
+from rejax.eval.rows import read_split
+
+HUB_ID = "xlangai/BRIGHT"
+
+# The paper's task order (METHOD.md section 5), and the query instruction of each task.
+INSTRUCTIONS = {
+    "biology": "Given a Biology post, retrieve relevant passages that help answer the post.",
+    "earth_science": "Given an Earth Science post, retrieve relevant passages that help answer the post.",
+    "economics": "Given an Economics post, retrieve relevant passages that help answer the post.",
+    "psychology": "Given a Psychology post, retrieve relevant passages that help answer the post.",
+    "robotics": "Given a Robotics post, retrieve relevant passages that help answer the post.",
+    "stackoverflow": "Given a Stack Overflow post, retrieve relevant passages that help answer the post.",
+    "sustainable_living": "Given a Sustainable Living post, retrieve relevant passages that help answer the post.",
+    "leetcode": "Given a Coding problem, retrieve relevant examples that help answer the problem.",
+    "pony": "Given a Pony question, retrieve relevant passages that help answer the question.",
+    "aops": "Given a Math problem, retrieve relevant examples that help answer the problem.",
+    "theoremqa_questions": "Given a Math problem, retrieve relevant examples that help answer the problem.",
+    "theoremqa_theorems": "Given a Math problem, retrieve relevant theorems that help answer the problem.",
+}
+TASKS = tuple(INSTRUCTIONS)
+
+# BRIGHT writes ["N/A"] for "nothing excluded"; its own evaluation skips that id too.
+NOT_AN_ID = "N/A"
+
+EXAMPLE_FIELDS = ("id", "query", "gold_ids", "gold_ids_long", "excluded_ids")
+
+
+def check_tasks(tasks, known=TASKS, benchmark: str = "BRIGHT") -> list[str]:
+  """`tasks` (all of `known` when None) in the paper's order; an unknown name raises ValueError naming it."""
+  if tasks is None:
+    return list(known)
+  unknown = [t for t in tasks if t not in known]
+  if unknown:
+    raise ValueError(f"unknown {benchmark} task(s) {', '.join(unknown)}; the tasks are {', '.join(known)}")
+  return [t for t in known if t in tasks]
+
+
+def bright_root(source: str | pathlib.Path, tasks: list[str], long_documents: bool = False) -> pathlib.Path:
+  """The local directory of `source`, fetching only the needed files from the hub when it is a hub id."""
+  if not is_hub_id(source):
+    root = pathlib.Path(source).expanduser()
+    if not root.is_dir():
+      raise FileNotFoundError(f"{root}: not a BRIGHT directory (examples/, documents/) nor a hub id")
+    return root
+  corpus = "long_documents" if long_documents else "documents"
+  return dataset_snapshot(str(source), [f"{config}/{task}-*" for task in tasks for config in ("examples", corpus)])
+
+
+def load_bright_examples(root: pathlib.Path, task: str) -> list[dict]:
+  """The task's example rows, fields as in the files (ids as strings)."""
+  return read_split(root, "examples", task, EXAMPLE_FIELDS)
+
+
+def load_bright_task(root: str | pathlib.Path, task: str, *, long_documents: bool = False,
+                     instruction: str | None = None) -> RetrievalDataset:
+  """One BRIGHT task: queries and gold ids from `examples`, the corpus from `documents` (or `long_documents`).
+
+  Every gold id is relevant with grade 1; `excluded_ids` (less BRIGHT's "N/A") are each query's ids to drop
+  from its ranking before the cut. `instruction` defaults to the task's from METHOD.md.
+  """
+  root = pathlib.Path(root)
+  check_tasks([task])
+  gold_field = "gold_ids_long" if long_documents else "gold_ids"
+  queries, qrels, excluded = {}, {}, {}
+  for row in load_bright_examples(root, task):
+    qid = str(row["id"])
+    if qid in queries:
+      raise ValueError(f"BRIGHT {task}: query id {qid!r} appears twice in examples")
+    queries[qid] = row["query"]
+    qrels[qid] = {str(d): 1 for d in row[gold_field]}
+    excluded[qid] = {str(d) for d in row["excluded_ids"]} - {NOT_AN_ID}
+    clash = qrels[qid].keys() & excluded[qid]
+    if clash:
+      raise ValueError(f"BRIGHT {task}: query {qid!r} has gold ids that are also excluded: {sorted(clash)[:3]}")
+  config = "long_documents" if long_documents else "documents"
+  corpus = {str(row["id"]): row["content"] for row in read_split(root, config, task, ("id", "content"))}
+  missing = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
+  if missing:
+    raise ValueError(f"BRIGHT {task}: {len(missing)} {gold_field} not in {root / config}, e.g. {missing[:3]}")
+  return RetrievalDataset(task, corpus, queries, qrels, {q: e for q, e in excluded.items() if e},
+                          instruction if instruction is not None else INSTRUCTIONS[task])
