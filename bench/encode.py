@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rejax.train.flops import forward_flops
+from rejax.train.flops import measured_matmul_peak as matmul_peak_flops
+
 
 def median_seconds(fn, repeats: int) -> float:
   """Median wall time of `fn()` over `repeats` runs after one warm-up (which also compiles)."""
@@ -24,29 +27,10 @@ def median_seconds(fn, repeats: int) -> float:
   return statistics.median(_timed(fn) for _ in range(repeats))
 
 
-def matmul_peak_flops(dtype, n: int = 2048, repeats: int = 5) -> float:
-  """Achievable matmul FLOP/s of the default JAX device: an n^3 matmul, the machine's practical peak."""
-  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
-  matmul = jax.jit(lambda x: x @ x)
-  matmul(a).block_until_ready()
-  fastest = min(_timed(lambda: matmul(a).block_until_ready()) for _ in range(repeats))
-  return 2 * n**3 / fastest
-
-
 def _timed(fn) -> float:
   start = time.perf_counter()
   fn()
   return time.perf_counter() - start
-
-
-def forward_flops(cfg, batch: int, length: int) -> float:
-  """Model FLOPs of one forward: 2 * weights per token for the matmuls, plus the attention score/value products."""
-  d, f, h = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
-  n, k = cfg.num_attention_heads, cfg.num_key_value_heads
-  per_layer = d * n * h * 2 + d * k * h * 2 + 3 * d * f
-  matmuls = 2 * per_layer * cfg.num_hidden_layers * batch * length
-  attention = 2 * 2 * n * h * length * length * cfg.num_hidden_layers * batch
-  return matmuls + attention
 
 
 def main() -> None:

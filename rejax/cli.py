@@ -31,6 +31,21 @@ def cmd_data_convert(args: argparse.Namespace) -> None:
   print(f"wrote {manifest['records']} records to {args.output} ({counts})", file=sys.stderr)
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.loop import train
+
+  config = apply_overrides(load_config_file(args.config), args.overrides)
+  train(config, args.workdir, coordinator=args.coordinator, num_processes=args.num_processes,
+        process_id=args.process_id)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+  from rejax.train.export_run import export_run
+
+  export_run(args.workdir, args.output, step=args.step)
+
+
 def _data_parallel_encoder(args):
   """An Encoder for args.model, data parallel over every device (parameters replicated)."""
   import jax
@@ -91,6 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "~/.cache/rejax/embeddings)")
   _add_encoder_args(evaluate)
   evaluate.set_defaults(run=cmd_eval, max_length=None)  # None: the protocol's (BRIGHT 8192, R2MED and BEIR 512)
+  train = commands.add_parser("train", help="train (or resume) a run: rejax train --config FILE.py[:ARG] --workdir DIR "
+                                             "[--config.KEY=VALUE ...]")
+  train.add_argument("--config", required=True, help="configs/NAME.py[:ARG], a file with get_config(arg)")
+  train.add_argument("--workdir", required=True, type=pathlib.Path,
+                     help="checkpoints, metrics.jsonl, tensorboard/, export/; the same DIR resumes")
+  train.add_argument("--coordinator", help="host:port of process 0, for multi-process runs outside TPU pods / SLURM")
+  train.add_argument("--num-processes", type=int)
+  train.add_argument("--process-id", type=int)
+  train.set_defaults(run=cmd_train)
+
+  export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")
+  export.add_argument("--workdir", required=True, type=pathlib.Path)
+  export.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+  export.add_argument("--output", required=True, type=pathlib.Path)
+  export.set_defaults(run=cmd_export)
+
   data = commands.add_parser("data", help="training data: convert released JSONL to ArrayRecord")
   data_commands = data.add_subparsers(dest="data_command", required=True)
   convert = data_commands.add_parser("convert", help="reason-embed-data JSONL -> TFDS/ArrayRecord dataset")
@@ -104,7 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+  from rejax.train.config import ConfigError, split_overrides
+
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    argv, overrides = split_overrides(argv)
+  except ConfigError as e:
+    sys.exit(f"rejax: error: {e}")
   args = build_parser().parse_args(argv)
+  if overrides and args.command != "train":
+    sys.exit(f"rejax {args.command}: error: --config.{overrides[0]}: only `rejax train` takes config overrides")
+  args.overrides = overrides
   try:
     args.run(args)
   except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:

@@ -9,7 +9,12 @@ _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "1_Poolin
 
 
 def resolve_model_dir(model: str | pathlib.Path) -> pathlib.Path:
-  """A local directory holding the model: `model` itself if it is one, else its hub snapshot."""
+  """A local directory holding the model: `model` itself if it is one, `asset:NAME` from rejax.assets
+  (the offline tokenizers and SmolLM2), else its hub snapshot."""
+  if str(model).startswith("asset:"):
+    from rejax import assets
+
+    return assets.fetch(str(model).removeprefix("asset:"))
   path = pathlib.Path(model).expanduser()
   if path.is_dir():
     return path

@@ -27,7 +27,7 @@ from rejax.models.pooling import embed
 class LossConfig:
   kind: str = "ri_infonce"  # "infonce" | "ri_infonce"
   temperature: float = 0.02
-  group_size: int = 16
+  group_size: int | None = None  # None: passages rows / query rows of each batch (domains differ)
   ri_start_step: int = 100
   ri_clamp_max: float = 5.0
 
@@ -95,12 +95,14 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     return _unchunk(out)
 
   def loss_from_embeddings(q, p, q_reason, use_ri):
+    group_size = loss_cfg.group_size or p.shape[0] // q.shape[0]
+    if p.shape[0] != q.shape[0] * group_size:
+      raise ValueError(f"{p.shape[0]} passages for {q.shape[0]} queries: not {group_size} per query")
     if loss_cfg.kind == "infonce":
-      per_query = infonce(q, p, group_size=loss_cfg.group_size, temperature=loss_cfg.temperature)
-      stats = retrieval_stats(similarity_scores(q, p, loss_cfg.temperature), loss_cfg.group_size,
-                              loss_cfg.temperature)
+      per_query = infonce(q, p, group_size=group_size, temperature=loss_cfg.temperature)
+      stats = retrieval_stats(similarity_scores(q, p, loss_cfg.temperature), group_size, loss_cfg.temperature)
       return jnp.mean(per_query), {"per_query": per_query, **stats}
-    return ri_infonce(q, p, q_reason, group_size=loss_cfg.group_size, temperature=loss_cfg.temperature,
+    return ri_infonce(q, p, q_reason, group_size=group_size, temperature=loss_cfg.temperature,
                       clamp_max=loss_cfg.ri_clamp_max, use_ri=use_ri)
 
   def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):

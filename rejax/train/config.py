@@ -1,0 +1,184 @@
+"""Training configs: `configs/NAME.py[:ARG]` files whose `get_config(arg)` returns an ml_collections
+ConfigDict, `--config.KEY=VALUE` overrides on the locked dict, and the cross-field rules (`validate`).
+
+Every error names the key (and, for a file, the file), so a typo fails before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import json
+import pathlib
+from typing import Sequence
+
+import ml_collections
+
+REQUIRED_KEYS = ("total_steps", "ckpt_every", "seed", "model", "data", "loss", "optim", "mesh",
+                 "loss.kind", "loss.temperature", "loss.ri_start_step", "loss.ri_clamp_max",
+                 "mesh.data", "mesh.fsdp", "mesh.tensor")
+
+
+class ConfigError(ValueError):
+  """A config file, key or value that cannot be used; the message names it."""
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of `path.py[:arg]`, locked (unknown keys can no longer be set)."""
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise ConfigError(f"--config {path}: no such file")
+  module_spec = importlib.util.spec_from_file_location(f"rejax_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"--config {path}: defines no get_config(arg)")
+  config = module.get_config(arg) if arg else module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"--config {spec}: get_config returned {type(config).__name__}, not a ConfigDict")
+  missing = [key for key in REQUIRED_KEYS if not _has(config, key)]
+  if missing:
+    raise ConfigError(f"--config {spec}: missing key(s) {', '.join(missing)}")
+  config.lock()
+  return config
+
+
+def _has(config, dotted: str) -> bool:
+  node = config
+  for part in dotted.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return False
+    node = node[part]
+  return True
+
+
+def _keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  out = []
+  for key, value in config.items():
+    out.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict):
+      out += _keys(value, f"{prefix}{key}.")
+  return out
+
+
+def parse_value(text: str, current, key: str):
+  """`text` as the type of the key's current value (bool, int, float, str, tuple, list, dict)."""
+  if isinstance(current, str):
+    return text
+  if isinstance(current, bool):
+    if text.lower() in ("true", "1", "yes"):
+      return True
+    if text.lower() in ("false", "0", "no"):
+      return False
+    raise ConfigError(f"--config.{key}={text}: expected a bool (true/false)")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if current is None:
+      return text
+    raise ConfigError(f"--config.{key}={text}: expected {type(current).__name__}, got an unparsable value") from None
+  if current is None:
+    return value
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
+    return type(current)(value)
+  if isinstance(current, ml_collections.ConfigDict) and isinstance(value, dict):
+    return value
+  if type(value) is not type(current):
+    raise ConfigError(f"--config.{key}={text}: expected {type(current).__name__}, got {type(value).__name__}")
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
+  """Sets each `KEY=VALUE` (from `--config.KEY=VALUE`) on the locked config; unknown keys are errors."""
+  for item in overrides:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ConfigError(f"--config.{item}: expected --config.KEY=VALUE")
+    parent_key, _, leaf = key.rpartition(".")
+    if not _has(config, key):
+      close = difflib.get_close_matches(key, _keys(config), n=1)
+      raise ConfigError(f"--config.{key}: no such config key" + (f" (did you mean {close[0]}?)" if close else ""))
+    parent = config
+    for part in filter(None, parent_key.split(".")):
+      parent = parent[part]
+    current = parent[leaf]
+    value = parse_value(text, current, key)
+    if isinstance(current, ml_collections.ConfigDict):
+      with current.unlocked():
+        for name in list(current.keys()):
+          del current[name]
+        current.update(value)
+      continue
+    try:
+      parent[leaf] = value
+    except (TypeError, KeyError, AttributeError) as e:
+      raise ConfigError(f"--config.{key}={text}: {e}") from None
+  return config
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """(other args, `KEY=VALUE` overrides) from a command line with `--config.KEY=VALUE` / `--config.KEY VALUE`."""
+  rest, overrides = [], []
+  args = list(argv)
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    if arg.startswith("--config."):
+      item = arg[len("--config."):]
+      if "=" not in item:
+        if i + 1 >= len(args):
+          raise ConfigError(f"{arg}: missing value")
+        item, i = f"{item}={args[i + 1]}", i + 1
+      overrides.append(item)
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
+  """Cross-field rules; raises ConfigError naming the keys involved."""
+  mesh = config.mesh
+  for key in ("data", "fsdp", "tensor"):
+    if mesh[key] < 1:
+      raise ConfigError(f"mesh.{key}={mesh[key]}: must be >= 1")
+  size = mesh.data * mesh.fsdp * mesh.tensor
+  if size != device_count:
+    raise ConfigError(f"mesh.data x mesh.fsdp x mesh.tensor = {mesh.data} x {mesh.fsdp} x {mesh.tensor} = {size}, "
+                      f"but there are {device_count} devices")
+  for key in ("total_steps", "ckpt_every", "log_every"):
+    if config[key] < 1:
+      raise ConfigError(f"{key}={config[key]}: must be >= 1")
+  if config.loss.kind not in ("infonce", "ri_infonce"):
+    raise ConfigError(f"loss.kind={config.loss.kind!r}: expected 'infonce' or 'ri_infonce'")
+  if config.loss.temperature <= 0:
+    raise ConfigError(f"loss.temperature={config.loss.temperature}: must be > 0")
+  batch_shards = mesh.data * mesh.fsdp
+  for domain, setting in config.data.domains.items():
+    if len(setting) != 2:
+      raise ConfigError(f"data.domains.{domain}={setting}: expected (global batch, group size)")
+    batch, group = setting
+    if group < 2:
+      raise ConfigError(f"data.domains.{domain}: group size {group} < 2 (one positive and >= 1 negative)")
+    if batch % batch_shards:
+      raise ConfigError(f"data.domains.{domain}: global batch {batch} is not divisible by mesh.data x mesh.fsdp "
+                        f"= {batch_shards}")
+    chunk = config.optim.grad_cache_chunk
+    if chunk and (batch % chunk or (batch * group) % chunk):
+      raise ConfigError(f"optim.grad_cache_chunk={chunk} must divide data.domains.{domain}'s {batch} queries "
+                        f"and {batch * group} passages")
+  for key in ("max_query_length", "max_passage_length"):
+    if not 2 <= config.data[key]:
+      raise ConfigError(f"data.{key}={config.data[key]}: must be >= 2 (a token and EOS)")
+  if not config.model.path and not config.model.hf_config:
+    raise ConfigError("model.path is empty and model.hf_config is empty: give a model directory / hub id, "
+                      "or an architecture to initialise randomly")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  """The config as JSON (stored with every checkpoint)."""
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)

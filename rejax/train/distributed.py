@@ -1,0 +1,85 @@
+"""Multi-process set-up and the host -> global batch hand-off.
+
+One process per host (TPU VM worker, GPU node or task). `initialize` starts jax.distributed: detected
+on TPU pods and SLURM when no coordinator is given, explicit otherwise. Each process then loads only
+the batch rows its devices hold (`batch_rows`), and `to_global_batch` stitches the processes' rows
+into global arrays, after agreeing on one padded length per input so every process compiles the same
+shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from rejax.sharding import batch_sharding
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
+  """Starts jax.distributed when running multi-process; a no-op for one process.
+
+  With `coordinator` (host:port), num_processes and process_id are required. Without, JAX's cluster
+  detection is used when a TPU pod or SLURM job is visible (TPU_WORKER_HOSTNAMES, SLURM_NTASKS > 1).
+  """
+  if coordinator:
+    if num_processes is None or process_id is None:
+      raise ValueError("--coordinator needs --num-processes and --process-id")
+    # CPU devices need a collectives backend to talk across processes; GPU/TPU ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+  elif _cluster_visible():
+    jax.distributed.initialize()
+
+
+def _cluster_visible() -> bool:
+  tpu_pod = len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
+  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  return tpu_pod or slurm
+
+
+def batch_rows(mesh: Mesh, global_rows: int) -> tuple[int, int]:
+  """(block index, block count): this process loads rows block*n/count .. (block+1)*n/count of a batch.
+
+  Read from the batch sharding itself, so it holds for any mesh: processes whose devices hold the
+  same rows (a model axis across hosts) get the same block.
+  """
+  sharding = batch_sharding(mesh, 1)
+  starts = sorted({idx[0].start or 0 for idx in sharding.devices_indices_map((global_rows,)).values()})
+  mine = sorted({idx[0].start or 0 for idx in sharding.addressable_devices_indices_map((global_rows,)).values()})
+  per_process = len(mine)
+  count = len(starts) // per_process
+  block = starts.index(mine[0]) // per_process
+  if mine != starts[block * per_process:(block + 1) * per_process]:
+    raise ValueError(f"mesh {dict(mesh.shape)}: this process's batch rows are not one contiguous block; "
+                     "order the mesh so each process's devices are adjacent on the batch axes")
+  return block, count
+
+
+def agreed_lengths(batch: Mapping[str, np.ndarray]) -> dict[str, int]:
+  """The padded length per `*_ids` input: the maximum over all processes."""
+  names = sorted(k for k in batch if k.endswith("_ids"))
+  local = np.array([batch[k].shape[1] for k in names], np.int32)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    local = np.asarray(multihost_utils.process_allgather(local)).reshape(-1, len(names)).max(axis=0)
+  return dict(zip(names, map(int, local)))
+
+
+def to_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, pad_id: int) -> dict[str, jax.Array]:
+  """This process's rows of a batch -> global arrays sharded over the batch axes (same lengths everywhere)."""
+  out = {}
+  for ids_key, length in agreed_lengths(batch).items():
+    mask_key = ids_key.replace("_ids", "_mask")
+    ids, mask = batch[ids_key], batch[mask_key]
+    extra = length - ids.shape[1]
+    if extra:
+      ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id)
+      mask = np.pad(mask, ((0, 0), (0, extra)))
+    out[ids_key] = jax.make_array_from_process_local_data(batch_sharding(mesh, 2), ids)
+    out[mask_key] = jax.make_array_from_process_local_data(batch_sharding(mesh, 2), mask)
+  return out

@@ -1,0 +1,75 @@
+"""The one logging path of a run: metrics.jsonl + TensorBoard + a progress bar, written by process 0."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+
+import jax
+
+
+class RunLogger:
+  """Writes each logged step's scalars; on resume, forgets lines past the restored step first."""
+
+  def __init__(self, workdir: pathlib.Path, *, total_steps: int, start_step: int):
+    self.active = jax.process_index() == 0
+    self.path = workdir / "metrics.jsonl"
+    self._tensorboard = None
+    self._bar = None
+    if not self.active:
+      return
+    workdir.mkdir(parents=True, exist_ok=True)
+    _truncate_after(self.path, start_step)
+    from tensorboardX import SummaryWriter
+    from tqdm import tqdm
+
+    self._tensorboard = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
+    self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
+                     file=sys.stderr)
+    self._file = open(self.path, "a", encoding="utf-8")
+
+  def info(self, message: str) -> None:
+    if self.active:
+      (self._bar.write if self._bar else print)(message, file=sys.stderr)
+
+  def log(self, step: int, scalars: dict[str, float]) -> None:
+    """Records the scalars of `step` (1-based: the number of updates done)."""
+    if not self.active:
+      return
+    record = {"step": step, **scalars, "time": round(time.time(), 3)}
+    self._file.write(json.dumps(record) + "\n")
+    self._file.flush()
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(name, value, step)
+    shown = {k: scalars[k] for k in ("loss", "tokens_per_s", "mfu") if k in scalars}
+    self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+
+  def advance(self, steps: int = 1) -> None:
+    if self.active:
+      self._bar.update(steps)
+
+  def close(self) -> None:
+    if self.active:
+      self._file.close()
+      self._tensorboard.close()
+      self._bar.close()
+
+
+def _truncate_after(path: pathlib.Path, step: int) -> None:
+  """Drops records of steps > `step` (logged after the checkpoint a resumed run starts from)."""
+  if not path.exists():
+    return
+  kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+          if line.strip() and _step_of(line) is not None and _step_of(line) <= step]
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+  tmp.replace(path)
+
+
+def _step_of(line: str) -> int | None:
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return None  # a line cut by a crash

@@ -1,0 +1,63 @@
+"""The paper's recipe (METHOD.md sections 1-3) as one ConfigDict: `configs/*.py` start from it."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from rejax.data.pipeline import PAPER_DOMAIN_SETTINGS
+
+def paper_config() -> ml_collections.ConfigDict:
+  """Every key `rejax train` reads, set to the paper's values (model and mesh left to the caller)."""
+  c = ml_collections.ConfigDict()
+  c.total_steps = 1200  # ~1 epoch of reason-embed-data-0928 (81,659 records, 64-query batches)
+  c.ckpt_every = 100
+  c.keep_checkpoints = 3
+  c.log_every = 1
+  c.seed = 42
+  c.export_dir = "export"  # relative to the workdir; "" = no export at the end
+
+  c.model = ml_collections.ConfigDict()
+  c.model.path = ""  # HF directory, hub id, or asset:NAME; "" = random init from hf_config
+  c.model.hf_config = ml_collections.ConfigDict()  # config.json fields of a randomly initialised model
+  c.model.tokenizer = ""  # tokenizer directory for a random model (a loaded model brings its own)
+  c.model.dtype = "bfloat16"  # compute
+  c.model.param_dtype = "float32"
+  c.model.remat = "full"  # gradient checkpointing
+  c.model.attention_impl = ""  # "" = XLA picks; "cudnn" = fused attention on NVIDIA GPUs
+  c.model.lora = ml_collections.ConfigDict()
+  c.model.lora.enabled = True
+  c.model.lora.rank = 32
+  c.model.lora.alpha = 64.0
+  c.model.lora.dropout = 0.1
+  c.model.lora.targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+  c.data = ml_collections.ConfigDict()
+  c.data.path = ""  # a `rejax data convert` output, or a directory of released JSONL (converted into the workdir)
+  c.data.domains = ml_collections.ConfigDict(PAPER_DOMAIN_SETTINGS)
+  c.data.max_query_length = 512
+  c.data.max_passage_length = 512
+  c.data.min_bucket = 16  # padded lengths: powers of two from here to the maximum (one compiled step each)
+  c.data.num_workers = 4
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.kind = "ri_infonce"
+  c.loss.temperature = 0.02
+  c.loss.ri_start_step = 100
+  c.loss.ri_clamp_max = 5.0
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-4
+  c.optim.warmup_ratio = 0.1
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0
+  c.optim.clip_norm = 1.0
+  c.optim.grad_divisor = 1.0  # 8.0 reproduces the 8-GPU reference's DDP averaging exactly (METHOD.md section 2)
+  c.optim.grad_cache_chunk = 0  # 0 = off; N = GradCache with N rows per chunk
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = 1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  return c
