@@ -10,6 +10,7 @@ import pytrec_eval
 from rejax.cli import main
 from rejax.eval.beir import load_beir, read_qrels
 from rejax.eval.search import build_index, search
+from tests.test_metrics import _cut
 
 CACM = pathlib.Path(__file__).parent / "fixtures" / "cacm"
 MEASURES = {"ndcg@10": "ndcg_cut_10", "recall@10": "recall_10", "recall@100": "recall_100", "map": "map"}
@@ -25,15 +26,20 @@ def read_trec_run(path):
 
 
 def check_against_trec_eval(results_path, run_path):
-  """RESULTS.json's metrics equal pytrec_eval's on the written TREC run (queries without results count 0)."""
+  """Every metric of RESULTS.json equals pytrec_eval's on the written TREC run (queries without results count 0)."""
   results = json.loads(pathlib.Path(results_path).read_text())
   run = read_trec_run(run_path)
   qrels = read_qrels(CACM / "qrels" / "test.tsv")
   assert max(len(v) for v in run.values()) <= 1000
-  per_query = pytrec_eval.RelevanceEvaluator(qrels, set(MEASURES.values())).evaluate(run)
+  evaluator = pytrec_eval.RelevanceEvaluator(qrels, {*MEASURES.values(), "recip_rank"})
+  per_query = evaluator.evaluate(run)
   for ours, theirs in MEASURES.items():
     want = sum(per_query.get(q, {}).get(theirs, 0.0) for q in qrels) / len(qrels)
     assert abs(results[ours] - want) <= 1e-9, ours
+  # mrr@10 is trec_eval's recip_rank on the run cut at 10 (trec_eval's order: score, then docid descending).
+  cut10 = evaluator.evaluate(_cut(run, 10))
+  want = sum(cut10.get(q, {}).get("recip_rank", 0.0) for q in qrels) / len(qrels)
+  assert abs(results["mrr@10"] - want) <= 1e-9, "mrr@10"
   return results
 
 
