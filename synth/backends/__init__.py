@@ -1,0 +1,43 @@
+"""Generation backends behind one interface (`Backend.chat`); each imported only when it is asked for."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from synth.backends.base import Backend, BackendError, Messages, Sampling, continues
+
+KINDS = ("transformers", "vllm", "openai")
+
+
+def resolve_model(model: str) -> str:
+  """A model path: `asset:NAME` is fetched with rejax.assets (e.g. `asset:smollm2`), anything else is as given."""
+  if model.startswith("asset:"):
+    from rejax import assets
+
+    return str(assets.fetch(model.removeprefix("asset:")))
+  return model
+
+
+def make_backend(config: Mapping, where: str) -> Backend:
+  """The backend a config block describes (`kind` plus that kind's settings); `where` names the block in errors."""
+  config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # plain values all the way down
+  kind = config.get("kind")
+  settings = {k: v for k, v in config.items() if k != "kind"}
+  if "model" not in settings:
+    raise ValueError(f"{where}.model: missing")
+  if kind == "transformers":
+    from synth.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(resolve_model(settings.pop("model")), **settings)
+  if kind == "vllm":
+    from synth.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend(resolve_model(settings.pop("model")), **settings)
+  if kind == "openai":
+    from synth.backends.openai_http import OpenAIBackend
+
+    return OpenAIBackend(**settings)
+  raise ValueError(f"{where}.kind={kind!r}: expected one of {', '.join(KINDS)}")
+
+
+__all__ = ["Backend", "BackendError", "KINDS", "Messages", "Sampling", "continues", "make_backend", "resolve_model"]

@@ -1,0 +1,91 @@
+"""What every stage needs: the config, the working directory's paths, and lazily built backends, embedder,
+corpora and sources (each built once per process)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+
+import ml_collections
+
+from synth.backends import Backend, Sampling, make_backend
+from synth.domains import DomainSpec, domain_spec
+from synth.embedders import Embedder, make_embedder
+from synth.sources import select_sources
+from synth.textproc import stable_seed
+from synth.units import Shard, UnitRunner
+
+
+class Context:
+  """One synthesis run: `backends` / `embedder` may be given (tests), else they are built from the config."""
+
+  def __init__(self, config: ml_collections.ConfigDict, *, shard: Shard = Shard(),
+               backends: dict[str, Backend] | None = None, embedder: Embedder | None = None, progress: bool = True):
+    self.config = config
+    self.workdir = pathlib.Path(config.workdir)
+    self.shard, self.progress = shard, progress
+    self._backends = dict(backends or {})
+    self._given = set(self._backends)
+    self._embedder = embedder
+    self.domains: dict[str, DomainSpec] = {
+      name: domain_spec(name, block, f"domains.{name}") for name, block in config.domains.items()}
+
+  def backend(self, name: str) -> Backend:
+    """The backend `backends.NAME` of the config, built on first use; names with equal settings share one."""
+    if name in self._given:
+      return self._backends[name]
+    key = json.dumps(self.config.backends[name].to_dict(), sort_keys=True)
+    if key not in self._backends:
+      self._backends[key] = make_backend(self.config.backends[name], f"backends.{name}")
+    return self._backends[key]
+
+  def embedder(self) -> Embedder:
+    """The mining embedder of `embedder`, built on first use."""
+    if self._embedder is None:
+      self._embedder = make_embedder(self.config.embedder)
+    return self._embedder
+
+  @functools.lru_cache(maxsize=None)
+  def corpus(self, domain: str) -> dict[str, str]:
+    """{doc id: text} of the domain's corpus."""
+    from synth.corpus import read_corpus
+
+    block = self.config.domains[domain]
+    return read_corpus(block.corpus, block.get("max_documents", 0))
+
+  @functools.lru_cache(maxsize=None)
+  def gold(self, domain: str) -> frozenset[str]:
+    """The test-set gold doc ids of `domains.D.gold` (files of qrels or BRIGHT examples)."""
+    from synth.corpus import read_gold_ids
+
+    return frozenset().union(*(read_gold_ids(p) for p in self.config.domains[domain].get("gold", ())))
+
+  @functools.lru_cache(maxsize=None)
+  def sources(self, domain: str):
+    """(source doc ids, drop reasons of the other documents): see synth.sources.select_sources."""
+    block = self.config.sources
+    return select_sources(self.corpus(domain), set(self.gold(domain)), min_chars=block.min_chars,
+                          max_chars=block.max_chars, max_sources=block.max_per_domain, seed=self.config.seed)
+
+  def path(self, stage: str, domain: str, suffix: str = ".jsonl") -> pathlib.Path:
+    """`WORKDIR/STAGE/DOMAIN{suffix}`: a stage's merged output (or its summary, with suffix)."""
+    return self.workdir / stage / f"{domain}{suffix}"
+
+  def runner(self, stage: str, domain: str) -> UnitRunner:
+    """The unit runner of (stage, domain), unit size from `STAGE.unit_size`."""
+    return UnitRunner(self.path(stage, domain, ".units"), unit_size=self.config[stage].unit_size,
+                      shard=self.shard, desc=f"{stage} {domain}", progress=self.progress)
+
+  def sampling(self, stage: str, *key: object) -> Sampling:
+    """`STAGE.sampling` with a seed drawn from (config seed, key): a unit samples the same on every re-run."""
+    block = self.config[stage].sampling
+    return Sampling(temperature=block.temperature, top_p=block.top_p, max_tokens=block.max_tokens,
+                    seed=stable_seed(self.config.seed, stage, *key) % 2**31)
+
+  def close(self) -> None:
+    """Closes the backends this context built (not those handed in)."""
+    for name, backend in self._backends.items():
+      if name not in self._given:
+        backend.close()
+    self._backends = {k: v for k, v in self._backends.items() if k in self._given}

@@ -1,0 +1,73 @@
+"""The embedding interface used for candidate mining: a rejax export (JAX) or any sentence-transformers model.
+
+Queries are formatted with the domain instruction by rejax.data.text.format_query, the one formatting
+function of the project; documents get no instruction. Embeddings are float32 and L2-normalised.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from rejax.data.text import format_query
+
+
+class Embedder(Protocol):
+  """Anything that embeds queries (with an instruction) and documents into one unit-norm space."""
+
+  name: str  # identifies the model and settings (keys the corpus embedding cache)
+
+  def embed(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+    """float32 [N, D], L2-normalised, in the order of `texts`."""
+
+
+class RejaxEmbedder:
+  """A rejax / Hugging Face decoder directory (Qwen3 or Llama) encoded by rejax.eval.encode.Encoder."""
+
+  def __init__(self, model: str, *, dtype: str = "float32", max_length: int = 512, batch_size: int = 32):
+    from rejax.eval.encode import Encoder
+
+    self.encoder = Encoder.from_pretrained(model, dtype=dtype, max_length=max_length, batch_size=batch_size)
+    self.name = f"rejax:{model}:{dtype}:{max_length}"
+
+  def embed(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+    """Embeddings by the Encoder, which formats with format_query itself."""
+    return self.encoder.encode(list(texts), instruction=instruction, progress=False)
+
+
+class SentenceTransformerEmbedder:
+  """A sentence-transformers model (e.g. gte-Qwen2-7B-instruct), queries formatted by format_query."""
+
+  def __init__(self, model: str, *, device: str | None = None, max_length: int = 512, batch_size: int = 32,
+               dtype: str = "float32"):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    self.model = SentenceTransformer(model, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
+    self.model.max_seq_length = max_length
+    self.batch_size = batch_size
+    self.name = f"sentence-transformers:{model}:{dtype}:{max_length}"
+
+  def embed(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+    """Normalised embeddings of the formatted texts."""
+    formatted = [format_query(t, instruction) for t in texts]
+    emb = self.model.encode(formatted, batch_size=self.batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(emb, dtype=np.float32)
+
+
+def make_embedder(config: Mapping, where: str = "embedder") -> Embedder:
+  """The embedder a config block describes: `kind` ("rejax" or "sentence-transformers"), `model`, settings."""
+  from synth.backends import resolve_model
+
+  config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  kind = config.pop("kind", None)
+  if "model" not in config:
+    raise ValueError(f"{where}.model: missing")
+  model = resolve_model(config.pop("model"))
+  if kind == "rejax":
+    return RejaxEmbedder(model, **config)
+  if kind == "sentence-transformers":
+    return SentenceTransformerEmbedder(model, **config)
+  raise ValueError(f"{where}.kind={kind!r}: expected 'rejax' or 'sentence-transformers'")

@@ -1,0 +1,50 @@
+"""Running stages over the configured domains: finished (stage, domain) pairs are skipped, summaries printed."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from synth.config import stage_enabled
+from synth.context import Context
+from synth.stages import annotate, filter as filter_stage, format as format_stage, generate, mine, reason
+from synth.summary import StageSummary
+
+STAGES = {m.NAME: m for m in (filter_stage, generate, mine, annotate, reason, format_stage)}
+
+
+def _say(text: str) -> None:
+  print(f"[synth] {text}", file=sys.stderr, flush=True)
+
+
+def run_stage(ctx: Context, stage: str, domains: Sequence[str] | None = None) -> bool:
+  """Runs one stage over `domains` (default all); True when it is complete for every one of them."""
+  if not stage_enabled(ctx.config, stage):
+    _say(f"{stage}: disabled ({stage}.enabled=False)")
+    return True
+  complete = True
+  for domain in domains or list(ctx.domains):
+    if domain not in ctx.domains:
+      raise KeyError(f"--domain {domain}: not in the config's domains ({', '.join(ctx.domains)})")
+    marker = ctx.path(stage, domain, ".summary.json")
+    if marker.exists():
+      _say(StageSummary.load(marker).line() + " [done earlier]")
+      continue
+    summary = STAGES[stage].run(ctx, domain)
+    if summary is None:
+      complete = False
+      continue
+    summary.save(marker)  # written last: it marks the (stage, domain) finished
+    _say(summary.line())
+  if stage == format_stage.NAME and complete and domains is None:
+    format_stage.finish(ctx)
+  return complete
+
+
+def run_all(ctx: Context, domains: Sequence[str] | None = None) -> bool:
+  """Every enabled stage in order; stops (returning False) at the first stage other shards must finish."""
+  for stage in STAGES:
+    if not run_stage(ctx, stage, domains):
+      _say(f"{stage}: waiting for other shards; run again when they are done")
+      return False
+  return True

@@ -1,0 +1,43 @@
+"""filter (optional): the LLM answers Yes/No whether each candidate source belongs to the domain.
+
+Reads the domain corpus (sources chosen by synth.sources.select_sources); writes
+`filter/DOMAIN.jsonl` rows `{"doc_id"}` for the sources answered Yes.
+"""
+
+from __future__ import annotations
+
+from synth.context import Context
+from synth.prompts import filter_messages
+from synth.summary import StageSummary, merge_counts, split_rows
+from synth.textproc import parse_yes_no
+from synth.units import write_jsonl_atomic
+
+NAME = "filter"
+
+
+def run(ctx: Context, domain: str) -> StageSummary | None:
+  """The filter's summary for one domain (in: corpus documents; out: sources kept)."""
+  corpus, spec = ctx.corpus(domain), ctx.domains[domain]
+  ids, not_sources = ctx.sources(domain)
+  backend = ctx.backend(ctx.config.filter.backend)
+
+  def process(batch):
+    answers = backend.chat([filter_messages(spec, corpus[item["doc_id"]]) for item in batch],
+                           ctx.sampling(NAME, domain, batch[0]["doc_id"]))
+    rows = []
+    for item, answer in zip(batch, answers):
+      verdict = parse_yes_no(answer) if answer is not None else None
+      row = {"doc_id": item["doc_id"]}
+      if verdict is None:
+        row["drop"] = "filter answer is not Yes/No" if answer is not None else "backend returned nothing"
+      elif not verdict:
+        row["drop"] = "not in the domain (answered No)"
+      rows.append(row)
+    return rows
+
+  rows = ctx.runner(NAME, domain).run([{"doc_id": i} for i in ids], ids, process)
+  if rows is None:
+    return None
+  kept, dropped = split_rows(rows)
+  write_jsonl_atomic(ctx.path(NAME, domain), kept)
+  return StageSummary(NAME, domain, len(corpus), len(kept), merge_counts(not_sources, dropped))
