@@ -39,11 +39,15 @@ def _prepends_bos(tokenizer) -> bool:
   return prefix == [tokenizer.bos_token_id] and tokenizer.bos_token_id is not None
 
 
-def check_same_ids(exported, reference, texts: Sequence[str] = PROBE_TEXTS,
-                   lengths: Sequence[int] = PROBE_LENGTHS) -> None:
-  """Raise ValueError unless `exported(texts, truncation, max_length)` equals `tokenize(reference, ...)`."""
-  for length in lengths:
-    want = tokenize(reference, texts, length)
+def reference_ids(tokenizer, texts: Sequence[str] = PROBE_TEXTS,
+                  lengths: Sequence[int] = PROBE_LENGTHS) -> dict[int, list[list[int]]]:
+  """max_length -> `rejax.data.text.tokenize`'s ids of `texts`: what an exported tokenizer must reproduce."""
+  return {length: tokenize(tokenizer, texts, length) for length in lengths}
+
+
+def check_same_ids(exported, reference: dict[int, list[list[int]]], texts: Sequence[str] = PROBE_TEXTS) -> None:
+  """Raise ValueError unless `exported(texts, truncation=True, max_length=L)` gives `reference[L]` for every L."""
+  for length, want in reference.items():
     got = exported(list(texts), truncation=True, max_length=length)["input_ids"]
     for text, w, g in zip(texts, want, got):
       if w != g:
@@ -55,6 +59,7 @@ def save_eos_tokenizer(tokenizer_dir: str | pathlib.Path, output: str | pathlib.
   """Write the tokenizer of `tokenizer_dir` to `output` with EOS appended by its post-processor, checked."""
   output = pathlib.Path(output)
   tokenizer = load_tokenizer(tokenizer_dir)
+  reference = reference_ids(tokenizer)  # before the post-processor changes
   bos = _prepends_bos(tokenizer)
   tokenizer.add_bos_token = bos
   tokenizer.add_eos_token = True  # transformers rebuilds the post-processor as `[BOS] $A EOS`
@@ -71,4 +76,4 @@ def save_eos_tokenizer(tokenizer_dir: str | pathlib.Path, output: str | pathlib.
     config["tokenizer_class"] = "PreTrainedTokenizerFast"  # the same class in transformers 5, and known to 4
   path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
-  check_same_ids(load_tokenizer(output), load_tokenizer(tokenizer_dir))
+  check_same_ids(load_tokenizer(output), reference)
