@@ -1,4 +1,5 @@
-"""The embedding interface used for candidate mining: a rejax export (JAX) or any sentence-transformers model.
+"""The embedding interface used for candidate mining: a rejax export (JAX), any sentence-transformers model,
+or (no model) hashed bag-of-words.
 
 Queries are formatted with the domain instruction by rejax.data.text.format_query, the one formatting
 function of the project; documents get no instruction. Embeddings are float32 and L2-normalised.
@@ -6,6 +7,8 @@ function of the project; documents get no instruction. Embeddings are float32 an
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
@@ -57,12 +60,32 @@ class SentenceTransformerEmbedder:
     return np.asarray(emb, dtype=np.float32)
 
 
+class HashingEmbedder:
+  """Hashed bag-of-words vectors: a lexical embedder with no model, for dry runs of a config and for tests."""
+
+  def __init__(self, dim: int = 256):
+    self.dim = dim
+    self.name = f"hashing:{dim}"
+
+  def embed(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+    """Unit-norm term-count vectors of the words (the instruction is ignored: it would match every query)."""
+    out = np.zeros((len(texts), self.dim), np.float32)
+    for row, text in enumerate(texts):
+      for word in re.findall(r"\w+", text.lower()):
+        out[row, int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little") % self.dim] += 1
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1)
+
+
 def make_embedder(config: Mapping, where: str = "embedder") -> Embedder:
-  """The embedder a config block describes: `kind` ("rejax" or "sentence-transformers"), `model`, settings."""
+  """The embedder a config block describes: `kind` ("rejax", "sentence-transformers" or "hashing"), `model`,
+  settings."""
   from synth.backends import resolve_model
 
   config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   kind = config.pop("kind", None)
+  if kind == "hashing":
+    return HashingEmbedder(**config)
   if "model" not in config:
     raise ValueError(f"{where}.model: missing")
   model = resolve_model(config.pop("model"))
@@ -70,4 +93,4 @@ def make_embedder(config: Mapping, where: str = "embedder") -> Embedder:
     return RejaxEmbedder(model, **config)
   if kind == "sentence-transformers":
     return SentenceTransformerEmbedder(model, **config)
-  raise ValueError(f"{where}.kind={kind!r}: expected 'rejax' or 'sentence-transformers'")
+  raise ValueError(f"{where}.kind={kind!r}: expected 'rejax', 'sentence-transformers' or 'hashing'")

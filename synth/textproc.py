@@ -19,16 +19,18 @@ _YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
 
 def clean_query(text: str) -> str:
   """The generated query without a preamble, a `Query:` label, wrapping quotes or a code fence."""
+  previous = None
   text = text.strip()
-  text = _PREAMBLE.sub("", text, count=1).strip()
-  text = _LABEL.sub("", text, count=1).strip()
-  fenced = _FENCE.match(text)
-  if fenced:
-    text = fenced.group(1).strip()
-  for quote in _QUOTES:
-    left, right = (quote[0], quote[-1])
-    if len(text) >= 2 and text.startswith(left) and text.endswith(right):
-      text = text[1:-1].strip()
+  while text != previous:  # wrappers nest in any order: a fence around a label around quotes
+    previous = text
+    text = _PREAMBLE.sub("", text, count=1).strip()
+    text = _LABEL.sub("", text, count=1).strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+      text = fenced.group(1).strip()
+    for quote in _QUOTES:
+      if len(text) >= 2 and text.startswith(quote[0]) and text.endswith(quote[-1]):
+        text = text[1:-1].strip()
   return text
 
 
