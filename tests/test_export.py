@@ -260,3 +260,44 @@ def test_smollm2_135m_export(smollm2_dir, tmp_path):
   print(f"SmolLM2-135M export: max |transformers - rejax| = {rel:.2g} of max |h|; min cosine ST vs rejax {cos:.8f}")
   assert rel <= 1e-5
   assert cos >= 0.9999
+
+
+MULTIHOST_WORKER = """
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=f"127.0.0.1:{sys.argv[1]}", num_processes=2, process_id=int(sys.argv[2]))
+from rejax.hf.export import export_model
+from rejax.hf.load import load_decoder
+from rejax.sharding import make_mesh, use_mesh
+with use_mesh(make_mesh(data=2, fsdp=2, tensor=2)) as mesh:
+  model, _ = load_decoder(sys.argv[3], mesh=mesh)
+  assert not model.layers.mlp.up_proj.kernel[...].is_fully_addressable
+  export_model(model, sys.argv[4], base_dir=sys.argv[3], max_seq_length=int(sys.argv[5]), max_shard_size=sys.argv[6])
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_export_what_one_does(exported, tmp_path):
+  """2 processes x 4 CPU devices (jax.distributed on loopback): weights are gathered across processes and
+  process 0 writes the same files one process writes."""
+  import os
+  import socket
+  import subprocess
+  import sys
+
+  model_dir, _, single = exported("qwen3_tied", False)
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+  out = tmp_path / "export"
+  procs = [subprocess.Popen([sys.executable, "-c", MULTIHOST_WORKER, str(port), str(i), str(model_dir), str(out),
+                             str(MAX_SEQ_LENGTH), SHARD_SIZE], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  logs = [p.communicate(timeout=600)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
+  assert weight_files(out) == weight_files(single)
+  for file in ("config.json", "tokenizer.json", "tokenizer_config.json", "modules.json",
+               "config_sentence_transformers.json", "1_Pooling/config.json"):
+    assert (out / file).read_text() == (single / file).read_text(), file

@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from rejax.eval.bright import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training uses
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.save import save_safetensors
 from rejax.hf.sentence_transformers_layout import write_sentence_transformers_files
@@ -34,22 +35,6 @@ from rejax.models.config import as_dtype
 
 # The bare (no LM head) transformers class of each family: what an embedder is.
 ARCHITECTURES = {"qwen3": "Qwen3Model", "llama": "LlamaModel"}
-
-# METHOD.md section 5: BRIGHT's per-task query instructions, the same strings the training data uses.
-BRIGHT_INSTRUCTIONS = {
-    "biology": "Given a Biology post, retrieve relevant passages that help answer the post.",
-    "earth_science": "Given an Earth Science post, retrieve relevant passages that help answer the post.",
-    "economics": "Given an Economics post, retrieve relevant passages that help answer the post.",
-    "psychology": "Given a Psychology post, retrieve relevant passages that help answer the post.",
-    "robotics": "Given a Robotics post, retrieve relevant passages that help answer the post.",
-    "stackoverflow": "Given a Stack Overflow post, retrieve relevant passages that help answer the post.",
-    "sustainable_living": "Given a Sustainable Living post, retrieve relevant passages that help answer the post.",
-    "leetcode": "Given a Coding problem, retrieve relevant examples that help answer the problem.",
-    "pony": "Given a Pony question, retrieve relevant passages that help answer the question.",
-    "aops": "Given a Math problem, retrieve relevant examples that help answer the problem.",
-    "theoremqa_questions": "Given a Math problem, retrieve relevant examples that help answer the problem.",
-    "theoremqa_theorems": "Given a Math problem, retrieve relevant theorems that help answer the problem.",
-}
 
 # Keys of a base config.json that the export rewrites (or that describe a checkpoint, not an architecture).
 _REWRITTEN_KEYS = {"architectures", "model_type", "dtype", "torch_dtype", "transformers_version", "rope_theta",
