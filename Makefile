@@ -31,6 +31,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.encode
 	$(PY) -m bench.train_step
+	$(PY) -m bench.eval
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
