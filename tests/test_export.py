@@ -176,6 +176,9 @@ def test_bf16_base_exports_bf16_weights(tiny_model_factory, tmp_path):
     saved = f.get_tensor("layers.1.mlp.down_proj.weight")
   expected = np.asarray(merged["layers", "mlp", "down_proj", "kernel"][...][1]).T.astype(ml_dtypes.bfloat16)
   np.testing.assert_array_equal(saved, expected)
+  from transformers import AutoModel
+
+  assert AutoModel.from_pretrained(out).dtype == torch.bfloat16  # config.json says so too
 
 
 
@@ -233,8 +236,11 @@ def test_errors_name_the_problem(exported, tiny_model_factory, tmp_path):
     export_model(qwen, tmp_path / "a", base_dir=llama_dir)
   with pytest.raises(ValueError, match="max_shard_size='5 parsecs'"):
     export_model(qwen, tmp_path / "b", base_dir=qwen_dir, max_shard_size="5 parsecs")
+  with pytest.raises(ValueError, match="is the base model directory"):
+    export_model(qwen, qwen_dir, base_dir=qwen_dir)
   with pytest.raises(ValueError, match="prompt 'empty': empty instruction"):
     export_model(qwen, tmp_path / "c", base_dir=qwen_dir, instructions={"empty": ""})
+  assert not any(tmp_path.iterdir())  # every check comes before the first file
 
 
 @pytest.mark.slow

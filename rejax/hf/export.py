@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 from rejax.eval.bright import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training uses
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.save import save_safetensors
-from rejax.hf.sentence_transformers_layout import write_sentence_transformers_files
+from rejax.hf.sentence_transformers_layout import query_prompts, write_sentence_transformers_files
 from rejax.hf.tokenizer import save_eos_tokenizer
 from rejax.models import Decoder, DecoderConfig, load_config, merge_lora
 from rejax.models.config import as_dtype
@@ -97,6 +97,8 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   """
   output = pathlib.Path(output)
   base_dir = resolve_model_dir(base_dir)
+  if output.resolve() == base_dir.resolve():
+    raise ValueError(f"output {output} is the base model directory; export to a new directory")
   base = _base_config(base_dir)
   if base is not None and base.get("model_type") != model.cfg.model_type:
     raise ValueError(f"{base_dir}/config.json: model_type {base.get('model_type')!r} does not match the "
@@ -106,6 +108,7 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   dtype = _dtype_name(dtype)
   if max_seq_length < 2:
     raise ValueError(f"max_seq_length must be >= 2 (one token and EOS), got {max_seq_length}")
+  prompts = query_prompts(BRIGHT_INSTRUCTIONS if instructions is None else instructions)
 
   merged = merge_lora(model)
   save_safetensors(nnx.state(merged, nnx.Param), output, dtype=dtype, max_shard_size=max_shard_size)
@@ -117,7 +120,7 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
       raise AssertionError(f"{output}/config.json does not read back as the model's config: {reread} != {cfg}")
     save_eos_tokenizer(base_dir, output)
     write_sentence_transformers_files(output, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
-                                      instructions=BRIGHT_INSTRUCTIONS if instructions is None else instructions)
+                                      prompts=prompts)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("rejax.hf.export: written")
   return output

@@ -44,15 +44,16 @@ def _write_json(path: pathlib.Path, obj) -> None:
 
 
 def write_sentence_transformers_files(output: str | pathlib.Path, *, hidden_size: int, max_seq_length: int,
-                                      instructions: Mapping[str, str]) -> None:
-  """Write modules.json, sentence_bert_config.json, 1_Pooling/, 2_Normalize/ and config_sentence_transformers.json."""
+                                      prompts: Mapping[str, str]) -> None:
+  """Write modules.json, sentence_bert_config.json, 1_Pooling/, 2_Normalize/ and config_sentence_transformers.json
+  (`prompts` as `query_prompts` makes them)."""
   output = pathlib.Path(output)
   _write_json(output / "modules.json", MODULES)
   _write_json(output / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
   _write_json(output / "1_Pooling" / "config.json", pooling_config(hidden_size))
   (output / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no settings; the folder is where it would keep them
   _write_json(output / "config_sentence_transformers.json", {
-      "prompts": query_prompts(instructions),
+      "prompts": dict(prompts),
       "default_prompt_name": None,  # documents are encoded as they are; queries name their task's prompt
       "similarity_fn_name": "cosine",
   })
