@@ -1,8 +1,9 @@
 """The sentence-transformers files of an export: Transformer -> last-token Pooling -> Normalize, plus prompts.
 
-Written in the layout sentence-transformers 2.x-5.x save (`sentence_transformers.models.*` module names,
-`pooling_mode_lasttoken`, `max_seq_length` in sentence_bert_config.json), the one most published embedders
-use (Qwen3-Embedding among them); 6.x reads it through its legacy-name table, so one directory serves all.
+Written in the layout sentence-transformers saved before 6.0 (`sentence_transformers.models.*` module names,
+`pooling_mode_lasttoken`, `max_seq_length` in sentence_bert_config.json), which published embedders such as
+Qwen3-Embedding use; 6.x (6.2 in the tests) reads it through its legacy-name table, so older releases and
+the current one load the same directory.
 """
 
 from __future__ import annotations
