@@ -1,6 +1,6 @@
 """Corpus encoding throughput of `rejax eval` (its Encoder) vs sentence-transformers, same model and docs, one run.
 
-    python -m bench.eval [--docs 256] [--max-length 256] [--batch-size 32] [--dtype float32] [--repeats 3]
+    python -m bench.eval [--docs 256] [--max-length 256] [--batch-size 32] [--dtype float32] [--repeats 1]
 
 Both encode the first N documents of the CACM fixture (tests/fixtures/cacm) with SmolLM2-135M-Instruct
 (rejax.assets, no hub) into L2-normalised last-token embeddings. The SentenceTransformer is built in code
@@ -61,7 +61,7 @@ def sentence_transformer(model_dir: pathlib.Path, max_length: int, dtype: str):
                                    modality_config={"text": {"method": "forward",
                                                              "method_output_name": "last_hidden_state"}},
                                    module_output_name="token_embeddings")
-  pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="lasttoken")
+  pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="lasttoken")
   return SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
 
 
@@ -72,7 +72,7 @@ def main() -> None:
   parser.add_argument("--max-length", type=int, default=256)
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=1)
   args = parser.parse_args()
 
   import jax

@@ -58,11 +58,12 @@ def draw_chart(columns: list[str], models: dict[str, dict[str, float]], path: pa
   for i, (label, scores) in enumerate(models.items()):
     xs = [j + (i - (len(models) - 1) / 2) * width for j, c in enumerate(columns) if c in scores]
     ax.bar(xs, [100 * scores[c] for c in columns if c in scores], width, label=label)
-  ax.set_xticks(range(len(columns)), columns, rotation=30 if len(columns) > 4 else 0, ha="right" if len(columns) > 4 else "center")
+  crowded = len(columns) > 4
+  ax.set_xticks(range(len(columns)), columns, rotation=30 if crowded else 0, ha="right" if crowded else "center")
   ax.set_ylabel(f"{metric} (x100)")
   ax.grid(axis="y", alpha=0.3)
   ax.set_axisbelow(True)
-  ax.legend(fontsize="small", frameon=False)
+  ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(models), 4), fontsize="small", frameon=False)
   fig.tight_layout()
   fig.savefig(path)
 
