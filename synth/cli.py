@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.handler(args, overrides)
-  except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+  except (ConfigError, FileNotFoundError, ValueError) as e:  # bad config, missing input, malformed file:line
     print(f"synth: error: {e}", file=sys.stderr)
     return 2
 

@@ -72,6 +72,13 @@ class Context:
     """`WORKDIR/STAGE/DOMAIN{suffix}`: a stage's merged output (or its summary, with suffix)."""
     return self.workdir / stage / f"{domain}{suffix}"
 
+  def require(self, stage: str, domain: str) -> pathlib.Path:
+    """The merged output of an earlier stage, or FileNotFoundError saying which command makes it."""
+    path = self.path(stage, domain)
+    if not path.exists():
+      raise FileNotFoundError(f"{path}: missing; run `synth {stage}` (or `synth run`) with this config first")
+    return path
+
   def runner(self, stage: str, domain: str) -> UnitRunner:
     """The unit runner of (stage, domain), unit size from `STAGE.unit_size`."""
     return UnitRunner(self.path(stage, domain, ".units"), unit_size=self.config[stage].unit_size,
@@ -83,9 +90,10 @@ class Context:
     return Sampling(temperature=block.temperature, top_p=block.top_p, max_tokens=block.max_tokens,
                     seed=stable_seed(self.config.seed, stage, *key) % 2**31)
 
-  def close(self) -> None:
-    """Closes the backends this context built (not those handed in)."""
-    for name, backend in self._backends.items():
-      if name not in self._given:
+  def close(self, keep: set[str] = frozenset()) -> None:
+    """Closes the backends this context built (not those handed in), except those of the names in `keep`."""
+    kept = {json.dumps(self.config.backends[name].to_dict(), sort_keys=True) for name in keep}
+    for key, backend in list(self._backends.items()):
+      if key not in self._given and key not in kept:
         backend.close()
-    self._backends = {k: v for k, v in self._backends.items() if k in self._given}
+        del self._backends[key]

@@ -34,7 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.filter = ml_collections.ConfigDict(dict(enabled=False, backend="generator", unit_size=1024,
                                             sampling=sampling(0.0, 1.0, 4)))
   c.generate = ml_collections.ConfigDict(dict(backend="generator", unit_size=256, lengths=LENGTHS, levels=LEVELS,
-                                              sampling=sampling(1.0, 0.6, 2048)))
+                                              response_prefix="", sampling=sampling(1.0, 0.6, 2048)))
   c.mine = ml_collections.ConfigDict(dict(top_k=1000, keep=100, unit_size=512))
   c.annotate = ml_collections.ConfigDict(dict(backend="annotator", unit_size=2048, score_completion=False,
                                               sampling=sampling(0.7, 0.95, 4096)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from synth.config import stage_enabled
+from synth.config import LLM_STAGES, ConfigError, stage_enabled
 from synth.context import Context
 from synth.stages import annotate, filter as filter_stage, format as format_stage, generate, mine, reason
 from synth.summary import StageSummary
@@ -25,7 +25,7 @@ def run_stage(ctx: Context, stage: str, domains: Sequence[str] | None = None) ->
   complete = True
   for domain in domains or list(ctx.domains):
     if domain not in ctx.domains:
-      raise KeyError(f"--domain {domain}: not in the config's domains ({', '.join(ctx.domains)})")
+      raise ConfigError(f"--domain {domain}: not in the config's domains ({', '.join(ctx.domains)})")
     marker = ctx.path(stage, domain, ".summary.json")
     if marker.exists():
       _say(StageSummary.load(marker).line() + " [done earlier]")
@@ -43,8 +43,11 @@ def run_stage(ctx: Context, stage: str, domains: Sequence[str] | None = None) ->
 
 def run_all(ctx: Context, domains: Sequence[str] | None = None) -> bool:
   """Every enabled stage in order; stops (returning False) at the first stage other shards must finish."""
-  for stage in STAGES:
+  order = list(STAGES)
+  for i, stage in enumerate(order):
     if not run_stage(ctx, stage, domains):
       _say(f"{stage}: waiting for other shards; run again when they are done")
       return False
+    # Free models no later stage uses (a 72B generator before an 8B annotator loads, on the same GPUs).
+    ctx.close(keep={ctx.config[s].backend for s in order[i + 1:] if s in LLM_STAGES and stage_enabled(ctx.config, s)})
   return True

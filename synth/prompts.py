@@ -49,7 +49,8 @@ def annotate_messages(domain: DomainSpec, query: str, document: str) -> Messages
     "First analyse the query: what is it really asking, and what knowledge does answering it need? "
     "Then analyse the document: what does it offer, and does that knowledge match? "
     f"Then score the relevance on this scale:\n{SCORE_SCALE}\n\n"
-    "End your answer with the score alone inside tags, e.g. <score>3</score>.")
+    "End your answer with the score alone inside tags, <score>N</score>, N being your score from 1 to 5 "
+    "(no example value is given on purpose: judge this pair only).")
 
 
 def score_prefix(analysis: str) -> dict[str, str]:

@@ -48,6 +48,13 @@ def parse_score(text: str, low: int = 1, high: int = 5) -> int | None:
   return score if low <= score <= high else None
 
 
+def parse_completed_score(tail: str, low: int = 1, high: int = 5) -> int | None:
+  """The integer a continuation of an open `<score>` tag starts with (the closing tag may be missing), or None."""
+  match = re.match(r"\s*([0-9]+)(?![0-9.])", tail or "")
+  score = int(match.group(1)) if match else None
+  return score if score is not None and low <= score <= high else None
+
+
 def parse_yes_no(text: str) -> bool | None:
   """True / False for an answer starting with Yes / No, else None."""
   match = _YES_NO.match(text or "")

@@ -16,7 +16,7 @@ from synth.pipeline import run_all, run_stage
 from synth.sources import select_sources, weighted_choice
 from synth.stages.mine import choose_candidates
 from synth.summary import StageSummary
-from synth.textproc import clean_query, parse_score, parse_yes_no, refers_to_source
+from synth.textproc import clean_query, parse_completed_score, parse_score, parse_yes_no, refers_to_source
 from synth.units import read_jsonl
 
 TOPICS = ["sorting", "parsing", "matrices", "compilers", "networks", "storage", "graphs", "queues", "hashing",
@@ -229,4 +229,13 @@ def test_text_helpers():
   assert not refers_to_source("Why does this algorithm terminate?")
   assert parse_score("a <score>2</score> then <score> 4 </score>") == 4
   assert parse_score("<score>7</score>") is None and parse_score("score: 3") is None
+  assert parse_completed_score("3: because") == 3 and parse_completed_score(" 4\n</score>") == 4
+  assert parse_completed_score("3.5</score>") is None and parse_completed_score("none") is None
   assert parse_yes_no("  Yes.") is True and parse_yes_no("no, it is not") is False and parse_yes_no("Maybe") is None
+
+
+def test_response_prefix_starts_the_generators_answer(tmp_path):
+  ctx = make_context(make_config(tmp_path, **{"generate.response_prefix": "Question:"}))
+  assert run_stage(ctx, "generate")
+  calls = [m for m, _ in ctx.backend("generator").calls]
+  assert calls and all(m[-1] == {"role": "assistant", "content": "Question:"} for m in calls)

@@ -9,7 +9,8 @@ the reasoning queries with the transformers backend; rejax's Encoder on the same
 Output: runs/synth/demo/format/cacm-formatted.jsonl and the ArrayRecord dataset runs/synth/demo/arrayrecord/
 (`rejax train ... --config.data.path=runs/synth/demo/arrayrecord`). A 135M model is a weak annotator: it
 reasons but rarely closes with a score tag, so `annotate.score_completion` lets it complete an open
-`<score>` after its analysis. Expect a handful of records, of demo quality.
+`<score>` after its analysis, and its answers start from `generate.response_prefix`. Expect a handful of
+records, of demo quality.
 """
 
 from synth.defaults import base_config, domain, sampling
@@ -33,6 +34,7 @@ def get_config(arg: str = ""):
     group_size=4, batch_size=2)
   c.sources.max_per_domain = 8
   c.generate.sampling = sampling(1.0, 0.6, 96)
+  c.generate.response_prefix = "Question:"  # a 135M model otherwise often chats about the task
   c.mine.top_k = 100
   c.mine.keep = 8
   c.annotate.score_completion = True

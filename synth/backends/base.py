@@ -26,11 +26,6 @@ class Sampling:
   max_tokens: int = 512
   seed: int | None = None
 
-  @classmethod
-  def from_config(cls, config: Mapping) -> Sampling:
-    """The Sampling of a config mapping (`temperature`, `top_p`, `max_tokens`, optional `seed`)."""
-    return cls(**{field.name: config[field.name] for field in dataclasses.fields(cls) if field.name in config})
-
 
 class Backend(Protocol):
   """Anything that answers batches of chat requests."""

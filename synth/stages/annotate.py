@@ -14,7 +14,7 @@ import dataclasses
 from synth.context import Context
 from synth.prompts import annotate_messages, score_prefix
 from synth.summary import StageSummary, split_rows
-from synth.textproc import parse_score
+from synth.textproc import parse_completed_score, parse_score
 from synth.units import read_jsonl, write_jsonl_atomic
 
 NAME = "annotate"
@@ -24,8 +24,8 @@ COMPLETION_TOKENS = 8  # `N</score>` and a little slack
 def run(ctx: Context, domain: str) -> StageSummary | None:
   """The annotator's summary for one domain (in: pairs; out: scored pairs)."""
   block, spec, corpus = ctx.config.annotate, ctx.domains[domain], ctx.corpus(domain)
-  queries = {q["qid"]: q["query"] for q in read_jsonl(ctx.path("generate", domain))}
-  items = [{"qid": m["qid"], "doc_id": d} for m in read_jsonl(ctx.path("mine", domain)) for d in m["candidates"]]
+  queries = {q["qid"]: q["query"] for q in read_jsonl(ctx.require("generate", domain))}
+  items = [{"qid": m["qid"], "doc_id": d} for m in read_jsonl(ctx.require("mine", domain)) for d in m["candidates"]]
   backend = ctx.backend(block.backend)
 
   def process(batch):
@@ -40,7 +40,7 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
         tails = backend.chat([[*requests[i], score_prefix(answers[i])] for i in redo],
                              dataclasses.replace(sampling, max_tokens=COMPLETION_TOKENS))
         for i, tail in zip(redo, tails):
-          scores[i] = parse_score("<score>" + (tail or ""))
+          scores[i] = parse_completed_score(tail)
           completed.add(i)
     rows = []
     for i, (item, answer, score) in enumerate(zip(batch, answers, scores)):

@@ -27,7 +27,7 @@ def labelled(ctx: Context, domain: str) -> tuple[dict[str, list], dict[str, list
   block = ctx.config.format
   pos: dict[str, list] = collections.defaultdict(list)
   neg: dict[str, list] = collections.defaultdict(list)
-  for row in read_jsonl(ctx.path("annotate", domain)):
+  for row in read_jsonl(ctx.require("annotate", domain)):
     if row["score"] >= block.pos_min_score:
       pos[row["qid"]].append((row["doc_id"], row["score"]))
     elif 1 <= row["score"] <= block.neg_max_score:
@@ -43,10 +43,10 @@ def jsonl_path(ctx: Context, domain: str) -> pathlib.Path:
 def run(ctx: Context, domain: str) -> StageSummary | None:
   """The formatter's summary for one domain (in: queries; out: records)."""
   spec, corpus = ctx.domains[domain], ctx.corpus(domain)
-  queries = read_jsonl(ctx.path("generate", domain))
+  queries = read_jsonl(ctx.require("generate", domain))
   pos, neg = labelled(ctx, domain)
   with_reason = stage_enabled(ctx.config, "reason")
-  reasoning = {r["qid"]: r["reasoning_query"] for r in read_jsonl(ctx.path("reason", domain))} if with_reason else {}
+  reasoning = {r["qid"]: r["reasoning_query"] for r in read_jsonl(ctx.require("reason", domain))} if with_reason else {}
   records, dropped = [], collections.Counter()
   for q in queries:
     qid = q["qid"]

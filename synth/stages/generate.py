@@ -1,7 +1,8 @@
 """generate: one stand-alone query of the domain's kind per source document.
 
 Each source draws a target length and an education level (weighted, a pure function of seed, domain
-and source id). Answers are cleaned (quotes, fences, labels), those that refer to their source are
+and source id). A non-empty `generate.response_prefix` (e.g. "Question:") starts the answer for the
+model, which keeps small models from chatting about the task instead of writing the query. Answers are cleaned (quotes, fences, labels), those that refer to their source are
 rejected, and repeated queries (by normalised-text hash) are dropped. Writes `generate/DOMAIN.jsonl`
 rows `{"qid", "source_id", "query", "length", "level"}`.
 """
@@ -25,7 +26,7 @@ def plan(ctx: Context, domain: str) -> tuple[list[dict], int, collections.Counte
   """(work items, input count, reasons for inputs that get no item): sources with their sampled settings."""
   block = ctx.config.generate
   if stage_enabled(ctx.config, "filter"):
-    ids = [row["doc_id"] for row in read_jsonl(ctx.path("filter", domain))]
+    ids = [row["doc_id"] for row in read_jsonl(ctx.require("filter", domain))]
     n_in, not_sources = len(ids), collections.Counter()
   else:
     ids, not_sources = ctx.sources(domain)
@@ -52,10 +53,12 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
   """The generator's summary for one domain (in: corpus documents or filtered sources; out: unique queries)."""
   corpus, spec = ctx.corpus(domain), ctx.domains[domain]
   items, n_in, not_sources = plan(ctx, domain)
-  backend = ctx.backend(ctx.config.generate.backend)
+  block = ctx.config.generate
+  backend = ctx.backend(block.backend)
 
   def process(batch):
-    requests = [generate_messages(spec, corpus[it["source_id"]], it["length"], it["level"]) for it in batch]
+    prefix = [{"role": "assistant", "content": block.response_prefix}] if block.response_prefix else []
+    requests = [generate_messages(spec, corpus[it["source_id"]], it["length"], it["level"]) + prefix for it in batch]
     answers = backend.chat(requests, ctx.sampling(NAME, domain, batch[0]["source_id"]))
     rows = []
     for item, answer in zip(batch, answers):

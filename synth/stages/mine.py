@@ -62,7 +62,7 @@ def corpus_embeddings(ctx: Context, domain: str, doc_ids: list[str], texts: list
 def run(ctx: Context, domain: str) -> StageSummary | None:
   """The miner's summary for one domain (in: queries; out: queries with at least one candidate)."""
   block, spec, corpus = ctx.config.mine, ctx.domains[domain], ctx.corpus(domain)
-  queries = read_jsonl(ctx.path("generate", domain))
+  queries = read_jsonl(ctx.require("generate", domain))
   doc_ids = list(corpus)
   index = None
 

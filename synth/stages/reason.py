@@ -22,7 +22,7 @@ NAME = "reason"
 def run(ctx: Context, domain: str) -> StageSummary | None:
   """The rewriter's summary for one domain (in: queries; out: queries with a reasoning_query)."""
   spec = ctx.domains[domain]
-  queries = read_jsonl(ctx.path("generate", domain))
+  queries = read_jsonl(ctx.require("generate", domain))
   pos, neg = labelled(ctx, domain)
   skipped: collections.Counter = collections.Counter()
   items = []
