@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
   args.overrides = overrides
   try:
     args.run(args)
-  except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+  except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as e:
     sys.exit(f"rejax {args.command}: error: {e}")
 
 

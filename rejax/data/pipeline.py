@@ -138,7 +138,11 @@ def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int =
   num_workers > 0 builds batches in that many Grain worker processes (spawned; call from a
   `__main__`-guarded program). The order never depends on the worker count.
   """
-  dataset = grain.MapDataset.range(num_steps).map(BuildBatch(config, process_index, process_count))
+  build = BuildBatch(config, process_index, process_count)
+  # Open the sources here, on the calling thread: importing tensorflow_datasets swaps builtins.__import__
+  # for a moment (etils lazy imports), which would hand other threads' imports lazy stand-ins.
+  build._sources  # noqa: B018
+  dataset = grain.MapDataset.range(num_steps).map(build)
   iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch))
   if num_workers:
     iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,

@@ -101,28 +101,31 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
 
     # ------------------------------------------------------------- the loop
     pending, last = None, {}
-    for step in range(start, config.total_steps):
-      waited = time.perf_counter()
-      host_batch = next(data_iter)
-      waited = time.perf_counter() - waited
-      batch = distributed.to_global_batch(host_batch, mesh, pad_id)
-      state, metrics = compiled(state, batch, key)
-      shapes = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
-      flops = train_step_flops(model_cfg, shapes, config.loss.kind == "ri_infonce" and step >= config.loss.ri_start_step)
-      tokens = tokens_in(host_batch) * blocks  # this process's real tokens, times the row blocks
-      done = Pending(step + 1, metrics, tokens, flops, waited)
+    try:
+      for step in range(start, config.total_steps):
+        waited = time.perf_counter()
+        host_batch = next(data_iter)
+        waited = time.perf_counter() - waited
+        batch = distributed.to_global_batch(host_batch, mesh, pad_id)
+        state, metrics = compiled(state, batch, key)
+        shapes = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
+        reasoning_pass = config.loss.kind == "ri_infonce" and step >= config.loss.ri_start_step
+        flops = train_step_flops(model_cfg, shapes, reasoning_pass)
+        tokens = tokens_in(host_batch) * blocks  # this process's real tokens, times the row blocks
+        done = Pending(step + 1, metrics, tokens, flops, waited)
+        if pending is not None:
+          last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
+        pending = done
+        if checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps:
+          last, pending = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s), None
+          checkpoints.save(step + 1, state, data_iter, {"step": step + 1, "seed": config.seed,
+                                                        "config": json.loads(to_json(config))},
+                           force=step + 1 == config.total_steps)
       if pending is not None:
         last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
-      pending = done
-      if checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps:
-        last, pending = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s), None
-        checkpoints.save(step + 1, state, data_iter, {"step": step + 1, "seed": config.seed,
-                                                      "config": json.loads(to_json(config))},
-                         force=step + 1 == config.total_steps)
-    if pending is not None:
-      last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
-    checkpoints.wait()
-    logger.close()
+    finally:
+      checkpoints.wait()  # a save in flight completes even when the run stops on an error
+      logger.close()
 
     # ------------------------------------------------------------- export (process 0 writes)
     if config.export_dir:

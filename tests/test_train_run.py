@@ -1,0 +1,197 @@
+"""`rejax train` end to end, as a user runs it (subprocesses with their own device counts): a killed run
+resumes to the same weights, sharded and multi-process runs log the single-device losses, a checkpoint
+moves between meshes, a NaN stops the run cleanly, and the export loads in transformers and
+sentence-transformers like `rejax encode` sees it."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+STEPS = 12
+BASE = [f"--config.total_steps={STEPS}", "--config.ckpt_every=4", "--config.keep_checkpoints=3"]
+MESH_222 = ["--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+
+
+def train_cmd(workdir: pathlib.Path, *overrides: str) -> list[str]:
+  return [sys.executable, "-m", "rejax.cli", "train", "--config", str(ROOT / "configs" / "tiny.py"),
+          "--workdir", str(workdir), *BASE, *overrides]
+
+
+def env_with(devices: int) -> dict[str, str]:
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+             HF_HUB_OFFLINE="1")
+  env.pop("PYTEST_XDIST_WORKER", None)
+  return env
+
+
+def run(cmd: list[str], devices: int, check: bool = True) -> subprocess.CompletedProcess:
+  proc = subprocess.run(cmd, env=env_with(devices), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  if check and proc.returncode:
+    raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{_error_part(proc.stderr)}")
+  return proc
+
+
+def _error_part(stderr: str) -> str:
+  """The first traceback (or the tail) of a failed run's stderr, without interpreter-shutdown noise."""
+  noise = stderr.find("Exception ignored")
+  stderr = stderr[:noise] if noise > 0 else stderr
+  return stderr[-5000:]
+
+
+def losses(workdir: pathlib.Path) -> dict[int, float]:
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return {r["step"]: r["loss"] for r in records}
+
+
+def exported_weights(export_dir: pathlib.Path) -> dict[str, np.ndarray]:
+  from safetensors.numpy import load_file
+
+  weights = {}
+  for f in sorted(export_dir.glob("*.safetensors")):
+    weights.update(load_file(f))
+  return weights
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> pathlib.Path:
+  """The uninterrupted run on one device."""
+  workdir = tmp_path_factory.mktemp("reference") / "run"
+  run(train_cmd(workdir), devices=1)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def sharded_run(tmp_path_factory) -> pathlib.Path:
+  """The same run on a 2x2x2 mesh of 8 devices."""
+  workdir = tmp_path_factory.mktemp("sharded") / "run"
+  run(train_cmd(workdir, *MESH_222, "--config.export_dir="), devices=8)
+  return workdir
+
+
+def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference_run, tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen(train_cmd(workdir), env=env_with(1), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 300
+  metrics = workdir / "metrics.jsonl"
+  # kill -9 mid-run: after the step-4 checkpoint, while steps 6+ are being computed
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 6):
+    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stderr.read()[-3000:]}"
+    assert time.monotonic() < deadline, "the run made no progress"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "export").exists()
+  run(train_cmd(workdir), devices=1)  # the same command again
+
+  assert losses(workdir) == pytest.approx(losses(reference_run), rel=1e-6, abs=1e-7)
+  resumed, reference = exported_weights(workdir / "export"), exported_weights(reference_run / "export")
+  assert resumed.keys() == reference.keys()
+  for name in reference:
+    np.testing.assert_allclose(resumed[name], reference[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_2x2x2_mesh_logs_the_single_device_losses(reference_run, sharded_run):
+  reference, sharded = losses(reference_run), losses(sharded_run)
+  assert sorted(sharded) == list(range(1, STEPS + 1))
+  for step in reference:
+    assert sharded[step] == pytest.approx(reference[step], rel=1e-4), step
+
+
+def test_checkpoint_written_on_8_devices_resumes_on_4(reference_run, sharded_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(sharded_run, workdir)
+  shutil.rmtree(workdir / "checkpoints" / str(STEPS))  # as if the 8-device run stopped after step 8
+  proc = run(train_cmd(workdir, "--config.mesh.data=1", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+                       "--config.export_dir="), devices=4)
+  assert "resuming at step 8" in proc.stderr
+  reference, resumed = losses(reference_run), losses(workdir)
+  assert sorted(resumed) == list(range(1, STEPS + 1))
+  for step in range(9, STEPS + 1):
+    assert resumed[step] == pytest.approx(reference[step], rel=1e-4), step
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_of_4_devices_log_the_one_process_8_device_losses(sharded_run, tmp_path):
+  workdir = tmp_path / "run"
+  coordinator = f"127.0.0.1:{_free_port()}"
+  procs = [subprocess.Popen(train_cmd(workdir, *MESH_222, "--config.export_dir=", "--coordinator", coordinator,
+                                      "--num-processes", "2", "--process-id", str(i)),
+                            env=env_with(4), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  errors = [p.communicate(timeout=600)[1] for p in procs]
+  for p, err in zip(procs, errors):
+    assert p.returncode == 0, err[-4000:]
+  reference, multi = losses(sharded_run), losses(workdir)
+  assert sorted(multi) == list(range(1, STEPS + 1))
+  for step in reference:
+    assert multi[step] == pytest.approx(reference[step], rel=1e-4), step
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = tmp_path / "run"
+  proc = run(train_cmd(workdir, "--config.optim.lr=1e30", "--config.optim.clip_norm=0.0",
+                       "--config.optim.warmup_ratio=0.0", "--config.ckpt_every=1"), devices=1, check=False)
+  assert proc.returncode != 0
+  message = next(line for line in proc.stderr.splitlines() if line.startswith("rejax train: error:"))
+  assert "loss is nan at step" in message or "loss is inf at step" in message
+  bad_step = int(message.split(" at step ")[1].split(";")[0])
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved and max(saved) == bad_step - 1
+  assert not (workdir / "export").exists()
+
+
+def test_export_loads_in_transformers_and_sentence_transformers_as_rejax_encodes_it(reference_run):
+  from sentence_transformers import SentenceTransformer
+  from transformers import AutoModel
+
+  from rejax.eval.encode import Encoder
+
+  export = reference_run / "export"
+  assert type(AutoModel.from_pretrained(export)).__name__ == "Qwen3Model"
+  instruction = "Given a Biology post, retrieve relevant passages that help answer the post."  # the fixture's
+  queries = ["Why do moths circle lamps?", "How do glaciers carve valleys?"]
+  documents = ["Insects navigate by keeping a distant light at a fixed angle.", "Ice erodes rock by plucking."]
+  st = SentenceTransformer(str(export), device="cpu")
+  ours = Encoder.from_pretrained(export, max_length=64, batch_size=8)
+  st_q = st.encode(queries, prompt_name="biology", normalize_embeddings=True)
+  ours_q = ours.encode(queries, instruction=instruction)
+  st_d, ours_d = st.encode(documents, normalize_embeddings=True), ours.encode(documents)
+  for a, b in ((st_q, ours_q), (st_d, ours_d)):
+    cos = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.9999, cos
+
+
+CONFIG_ERRORS = [
+  (["--config.optim.lrr=1"], "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
+  (["--config.optim.lr=fast"], "--config.optim.lr=fast: expected float"),
+  (["--config.mesh.data=3"], "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8 devices"),
+  (["--config.model.path=/no/such/model", "--config.mesh.tensor=8"], "/no/such/model: not a model directory"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", CONFIG_ERRORS)
+def test_bad_config_is_a_one_line_error_naming_it(overrides, message, tmp_path):
+  from rejax.cli import main
+
+  with pytest.raises(SystemExit) as exit_info:
+    main(["train", "--config", str(ROOT / "configs" / "tiny.py"), "--workdir", str(tmp_path / "w"), *overrides])
+  text = str(exit_info.value)
+  assert message in text and "\n" not in text
