@@ -6,6 +6,7 @@ import ml_collections
 
 from rejax.data.pipeline import PAPER_DOMAIN_SETTINGS
 
+
 def paper_config() -> ml_collections.ConfigDict:
   """Every key `rejax train` reads, set to the paper's values (model and mesh left to the caller)."""
   c = ml_collections.ConfigDict()
@@ -60,4 +61,22 @@ def paper_config() -> ml_collections.ConfigDict:
   c.mesh.data = 1
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
+  return c
+
+
+# Mesh presets for the paper's models (fp32 parameters sharded over fsdp; bf16 compute; LoRA).
+MESH_PRESETS = {
+  "gpu8": {"data": 1, "fsdp": 8, "tensor": 1},  # one node of 8 GPUs (H100/A100 80 GB)
+  "v5p-32": {"data": 1, "fsdp": 16, "tensor": 1},  # a TPU v5p-32 slice: 16 chips on 4 hosts
+  "cpu1": {"data": 1, "fsdp": 1, "tensor": 1},  # a smoke test on one device (use a small total_steps)
+}
+
+
+def paper_run(model_path: str, mesh_preset: str) -> ml_collections.ConfigDict:
+  """The paper's recipe for `model_path` on a preset mesh; data.path is left for the command line."""
+  if mesh_preset not in MESH_PRESETS:
+    raise ValueError(f"unknown mesh preset {mesh_preset!r}; known: {', '.join(MESH_PRESETS)}")
+  c = paper_config()
+  c.model.path = model_path
+  c.mesh.update(MESH_PRESETS[mesh_preset])
   return c

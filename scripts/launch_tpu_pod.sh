@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs `rejax train` on every worker of a Cloud TPU pod slice. jax.distributed finds the other workers
+# by itself on TPU VMs, so every worker runs the same command.
+#
+#   scripts/launch_tpu_pod.sh TPU_NAME ZONE configs/qwen3_8b.py:v5p-32 gs://bucket/runs/qwen3-8b \
+#       --config.data.path=gs://bucket/data/reason-embed
+#
+# The repo must be at ~/rejax on every worker with `make install` done (or run this script's
+# SETUP once: it clones and installs on all workers). The workdir should be on GCS (or a shared disk)
+# so checkpoints are visible to all workers; rerunning the same command resumes.
+set -euo pipefail
+if [[ $# -lt 4 ]]; then
+  echo "usage: $0 TPU_NAME ZONE CONFIG WORKDIR [--config.KEY=VALUE ...]" >&2
+  exit 2
+fi
+TPU_NAME=$1 ZONE=$2 CONFIG=$3 WORKDIR=$4
+shift 4
+OVERRIDES=$(printf ' %q' "$@")
+REPO=${REJAX_REPO:-https://github.com/rejax/rejax.git}
+if [[ ${SETUP:-0} == 1 ]]; then
+  gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command \
+    "test -d ~/rejax || git clone $REPO ~/rejax; cd ~/rejax && make install && .venv/bin/pip install -q 'jax[tpu]'"
+fi
+gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command \
+  "cd ~/rejax && .venv/bin/rejax train --config $CONFIG --workdir $WORKDIR$OVERRIDES 2>&1 | tee -a ~/rejax-train.log"
