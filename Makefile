@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) -m bench.encode
 	$(PY) -m bench.train_step
 	$(PY) -m bench.eval
+	$(PY) -m bench.data
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

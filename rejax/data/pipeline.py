@@ -145,6 +145,10 @@ def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int =
   dataset = grain.MapDataset.range(num_steps).map(build)
   iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch))
   if num_workers:
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; a plain program never parses them
+      flags.FLAGS.mark_as_parsed()
     iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                                  per_worker_buffer_size=prefetch))
   return iterable
