@@ -110,6 +110,7 @@ def test_2x2x2_mesh_logs_the_single_device_losses(reference_run, sharded_run):
     assert sharded[step] == pytest.approx(reference[step], rel=1e-4), step
 
 
+@pytest.mark.slow  # ~1 min more; `make test-slow`
 def test_checkpoint_written_on_8_devices_resumes_on_4(reference_run, sharded_run, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(sharded_run, workdir)
@@ -129,6 +130,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~1.5 min more; `make test-slow`
 def test_two_processes_of_4_devices_log_the_one_process_8_device_losses(sharded_run, tmp_path):
   workdir = tmp_path / "run"
   coordinator = f"127.0.0.1:{_free_port()}"
