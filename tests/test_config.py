@@ -1,0 +1,75 @@
+"""Training configs: every shipped config loads and passes `validate` on its mesh; overrides are parsed
+as the key's type and fail naming the key."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from rejax.train.config import ConfigError, apply_overrides, load_config_file, split_overrides, validate
+from rejax.train.recipe import MESH_PRESETS
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+DEVICES = {name: preset["data"] * preset["fsdp"] * preset["tensor"] for name, preset in MESH_PRESETS.items()}
+
+
+@pytest.mark.parametrize("name", ["qwen3_4b", "qwen3_8b", "llama3_1_8b"])
+@pytest.mark.parametrize("preset", sorted(MESH_PRESETS))
+def test_paper_configs_validate_on_their_meshes(name, preset):
+  config = load_config_file(f"{CONFIGS / name}.py:{preset}")
+  validate(config, DEVICES[preset])
+  assert (config.loss.kind, config.loss.temperature, config.loss.ri_start_step, config.loss.ri_clamp_max) == \
+      ("ri_infonce", 0.02, 100, 5.0)  # METHOD.md section 2
+  assert (config.model.lora.rank, config.model.lora.alpha, config.optim.lr) == (32, 64.0, 1e-4)
+  passages = {batch * group for batch, group in config.data.domains.values()}
+  assert passages == {1024}  # METHOD.md section 3: every step holds 1,024 passages
+
+
+def test_tiny_config_validates_on_one_device():
+  validate(load_config_file(f"{CONFIGS / 'tiny.py'}"), 1)
+  validate(load_config_file(f"{CONFIGS / 'tiny.py'}:smollm2"), 1)
+
+
+def test_overrides_take_the_type_of_the_key():
+  config = load_config_file(f"{CONFIGS / 'tiny.py'}")
+  rest, overrides = split_overrides(["train", "--config.optim.lr=2e-4", "--config.model.lora.enabled", "true",
+                                     "--config.data.domains.biology=(8, 2)", "--config.optim.clip_norm=1"])
+  assert rest == ["train"]
+  apply_overrides(config, overrides)
+  assert config.optim.lr == 2e-4 and config.model.lora.enabled is True
+  assert tuple(config.data.domains.biology) == (8, 2) and isinstance(config.optim.clip_norm, float)
+
+
+@pytest.mark.parametrize("override,message", [
+  ("optim.lrr=1", "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
+  ("total_steps=1.5", "--config.total_steps=1.5: expected int, got float"),
+  ("model.lora.enabled=maybe", "--config.model.lora.enabled=maybe: expected a bool"),
+  ("optim.lr", "--config.optim.lr: expected --config.KEY=VALUE"),
+])
+def test_bad_overrides_name_the_key(override, message):
+  with pytest.raises(ConfigError) as error:
+    apply_overrides(load_config_file(f"{CONFIGS / 'tiny.py'}"), [override])
+  assert message in str(error.value)
+
+
+@pytest.mark.parametrize("override,message", [
+  ("data.domains.biology=(6, 4)", "data.domains.biology: global batch 6 is not divisible by mesh.data x mesh.fsdp = 4"),
+  ("loss.kind=contrastive", "loss.kind='contrastive': expected 'infonce' or 'ri_infonce'"),
+  ("optim.grad_cache_chunk=3", "optim.grad_cache_chunk=3 must divide data.domains.biology's 4 queries"),
+])
+def test_cross_field_rules_name_the_keys(override, message):
+  config = apply_overrides(load_config_file(f"{CONFIGS / 'tiny.py'}"),
+                           ["mesh.data=2", "mesh.fsdp=2", "data.domains.earth_science=(8, 4)",
+                            "data.domains.economics=(8, 4)", override])
+  with pytest.raises(ConfigError) as error:
+    validate(config, 4)
+  assert message in str(error.value)
+
+
+def test_a_missing_or_broken_config_file_is_named(tmp_path):
+  with pytest.raises(ConfigError, match="no such file"):
+    load_config_file(str(tmp_path / "nope.py"))
+  (tmp_path / "partial.py").write_text("import ml_collections\ndef get_config():\n  return ml_collections.ConfigDict({'seed': 0})\n")
+  with pytest.raises(ConfigError, match="missing key\\(s\\) total_steps, ckpt_every"):
+    load_config_file(str(tmp_path / "partial.py"))
