@@ -1,6 +1,6 @@
 """Input pipeline throughput next to the train step's consumption, on the tiny config, in one run.
 
-    python -m bench.data [--steps 40] [--workers 2]
+    python -m bench.data [--steps 200] [--workers 2]
 
 Prints batches/s and real (unpadded) tokens/s of the Grain pipeline with 0 and N worker processes, the
 train step's steps/s on the same batches (tiny random Qwen3 of configs/tiny.py, this machine), and the
@@ -67,7 +67,7 @@ def step_rate(run_config, data_config, repeats: int) -> float:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--steps", type=int, default=40)
+  parser.add_argument("--steps", type=int, default=200)
   parser.add_argument("--workers", type=int, default=2)
   args = parser.parse_args()
 
