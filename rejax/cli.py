@@ -8,10 +8,10 @@ import sys
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-  from rejax.eval.beir import read_jsonl
+  from rejax.eval.rows import read_rows
   from rejax.eval.cache import save_npy_atomic
 
-  texts = [record["text"] for record in read_jsonl(args.input, ("text",))]
+  texts = [record["text"] for record in read_rows(args.input, ("text",))]
   embeddings = _data_parallel_encoder(args).encode(texts, instruction=args.instruction)
   save_npy_atomic(args.output, embeddings)
   print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}", file=sys.stderr)

@@ -6,13 +6,11 @@ typo in a key fails with the closest real key. `validate` checks cross-field rul
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 from typing import Sequence
 
 import ml_collections
 
-from rejax.train.config import ConfigError, apply_overrides, split_overrides
+from rejax.train.config import ConfigError, apply_overrides, read_config_file, split_overrides
 from synth.backends import KINDS
 from synth.domains import domain_spec
 
@@ -21,18 +19,7 @@ LLM_STAGES = ("filter", "generate", "annotate", "reason")
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
   """The locked, validated config of `path.py[:arg]` with `KEY=VALUE` overrides applied."""
-  path, _, arg = spec.partition(":")
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise ConfigError(f"--config {path}: no such file")
-  module_spec = importlib.util.spec_from_file_location(f"synth_config_{file.stem}", file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ConfigError(f"--config {path}: defines no get_config(arg)")
-  config = module.get_config(arg) if arg else module.get_config()
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise ConfigError(f"--config {spec}: get_config returned {type(config).__name__}, not a ConfigDict")
+  config = read_config_file(spec, module_prefix="synth_config")
   config.lock()
   apply_overrides(config, overrides)
   validate(config)

@@ -20,6 +20,8 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from rejax.eval.rows import read_rows
+
 
 @dataclasses.dataclass(frozen=True)
 class Shard:
@@ -55,14 +57,7 @@ def write_jsonl_atomic(path: pathlib.Path, rows: Iterable[dict]) -> None:
 
 def read_jsonl(path: pathlib.Path) -> list[dict]:
   """The rows of a JSONL file this package wrote; a bad line names file:line."""
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-  return rows
+  return read_rows(path)
 
 
 class UnitRunner:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
+
+from rejax.eval.rows import read_rows
 
 
 @dataclasses.dataclass
@@ -19,20 +20,13 @@ class RetrievalDataset:
   instruction: str | None = None
 
 
-def read_jsonl(path: pathlib.Path, required: tuple[str, ...]):
-  """The objects of a JSONL file; a bad line raises ValueError naming file:line and the problem."""
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-      missing = [k for k in required if k not in record]
-      if missing:
-        raise ValueError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-      yield record
+def check_judged_docs(qrels: dict[str, dict[str, int]], corpus: dict[str, str], *, name: str,
+                      qrels_file: pathlib.Path) -> None:
+  """Raises ValueError naming the dataset and qrels file when judgments point at documents the corpus lacks."""
+  unknown = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
+  if unknown:
+    raise ValueError(f"{name}: {len(unknown)} judged doc ids of {qrels_file} are not in the corpus, "
+                     f"e.g. {unknown[:3]}")
 
 
 def read_qrels(path: pathlib.Path) -> dict[str, dict[str, int]]:
@@ -59,14 +53,11 @@ def load_beir(directory: str | pathlib.Path, split: str = "test") -> RetrievalDa
       raise FileNotFoundError(f"{root / needed}: missing; a BEIR dataset has corpus.jsonl, queries.jsonl, "
                               f"qrels/{split}.tsv")
   corpus = {}
-  for doc in read_jsonl(root / "corpus.jsonl", ("_id", "text")):
+  for doc in read_rows(root / "corpus.jsonl", ("_id", "text")):
     title = doc.get("title") or ""
     corpus[str(doc["_id"])] = f"{title}\n{doc['text']}" if title else doc["text"]
   qrels = read_qrels(root / "qrels" / f"{split}.tsv")
-  queries = {str(q["_id"]): q["text"] for q in read_jsonl(root / "queries.jsonl", ("_id", "text"))
+  queries = {str(q["_id"]): q["text"] for q in read_rows(root / "queries.jsonl", ("_id", "text"))
              if str(q["_id"]) in qrels}
-  unknown = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
-  if unknown:
-    raise ValueError(f"{root / 'qrels' / f'{split}.tsv'}: {len(unknown)} judged doc ids not in the corpus, "
-                     f"e.g. {unknown[:3]}")
+  check_judged_docs(qrels, corpus, name=root.name, qrels_file=root / "qrels" / f"{split}.tsv")
   return RetrievalDataset(root.name, corpus, queries, qrels)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pathlib
 
-from rejax.eval.beir import RetrievalDataset, load_beir
+from rejax.eval.beir import RetrievalDataset, check_judged_docs, load_beir
 from rejax.eval.bright import check_tasks
 from rejax.eval.hub_data import dataset_snapshot
 from rejax.eval.rows import read_rows
@@ -66,8 +66,5 @@ def load_r2med_task(source: str | pathlib.Path, task: str, *, instruction: str |
     qrels.setdefault(str(r["q_id"]), {})[str(r["p_id"])] = int(r["score"])
   queries = {str(r["id"]): r["text"] for r in read_rows(folder / "query.jsonl", ("id", "text"))
              if str(r["id"]) in qrels}
-  unknown = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
-  if unknown:
-    raise ValueError(f"R2MED {task}: {len(unknown)} judged doc ids of {folder / 'qrels.jsonl'} are not in "
-                     f"corpus.jsonl, e.g. {unknown[:3]}")
+  check_judged_docs(qrels, corpus, name=f"R2MED {task}", qrels_file=folder / "qrels.jsonl")
   return RetrievalDataset(task, corpus, queries, qrels, instruction=instruction)

@@ -24,13 +24,13 @@ class ConfigError(ValueError):
   """A config file, key or value that cannot be used; the message names it."""
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of `path.py[:arg]`, locked (unknown keys can no longer be set)."""
+def read_config_file(spec: str, module_prefix: str = "rejax_config") -> ml_collections.ConfigDict:
+  """`get_config(arg)` of `path.py[:arg]`, unlocked; errors name the file."""
   path, _, arg = spec.partition(":")
   file = pathlib.Path(path)
   if not file.is_file():
     raise ConfigError(f"--config {path}: no such file")
-  module_spec = importlib.util.spec_from_file_location(f"rejax_config_{file.stem}", file)
+  module_spec = importlib.util.spec_from_file_location(f"{module_prefix}_{file.stem}", file)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
@@ -38,6 +38,12 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   config = module.get_config(arg) if arg else module.get_config()
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"--config {spec}: get_config returned {type(config).__name__}, not a ConfigDict")
+  return config
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """The training config of `path.py[:arg]`, checked for the required keys and locked."""
+  config = read_config_file(spec)
   missing = [key for key in REQUIRED_KEYS if not _has(config, key)]
   if missing:
     raise ConfigError(f"--config {spec}: missing key(s) {', '.join(missing)}")

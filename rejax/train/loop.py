@@ -100,6 +100,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
     flops_per_s = peak_flops() * jax.device_count()
 
     # ------------------------------------------------------------- the loop
+    checkpoint_meta = {"seed": config.seed, "config": json.loads(to_json(config))}
     pending, last = None, {}
     try:
       for step in range(start, config.total_steps):
@@ -118,8 +119,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
         pending = done
         if checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps:
           last, pending = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s), None
-          checkpoints.save(step + 1, state, data_iter, {"step": step + 1, "seed": config.seed,
-                                                        "config": json.loads(to_json(config))},
+          checkpoints.save(step + 1, state, data_iter, {"step": step + 1, **checkpoint_meta},
                            force=step + 1 == config.total_steps)
       if pending is not None:
         last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
