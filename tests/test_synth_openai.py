@@ -29,7 +29,7 @@ class ChatServer:
     self.reply, self.delay_s = reply, delay_s
     self.bodies, self.auth = [], []
     self.in_flight = self.max_in_flight = 0
-    self.lock = threading.Lock()
+    self.lock = threading.Condition()
     server = self
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -40,6 +40,9 @@ class ChatServer:
           server.auth.append(self.headers.get("Authorization"))
           server.in_flight += 1
           server.max_in_flight = max(server.max_in_flight, server.in_flight)
+          server.lock.notify_all()
+          if server.delay_s:  # hold the first request until a second overlaps it, so overlap never depends on timing
+            server.lock.wait_for(lambda: server.max_in_flight > 1, timeout=10)
         time.sleep(server.delay_s)
         try:
           if self.path != "/v1/chat/completions":
