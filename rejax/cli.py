@@ -31,6 +31,21 @@ def cmd_data_convert(args: argparse.Namespace) -> None:
   print(f"wrote {manifest['records']} records to {args.output} ({counts})", file=sys.stderr)
 
 
+def cmd_data_pairs(args: argparse.Namespace) -> None:
+  from rejax.data.weak_pairs import build_title_pairs
+
+  for flag in ("dev_queries", "dev_docs", "negatives", "min_body_words"):
+    if getattr(args, flag) < 1:
+      raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+  domain = args.domain or args.corpus.parent.name
+  summary = build_title_pairs(args.corpus, args.output, domain=domain, instruction=args.instruction,
+                              dev_queries=args.dev_queries, dev_docs=args.dev_docs, negatives=args.negatives,
+                              min_body_words=args.min_body_words, seed=args.seed)
+  print(f"wrote {summary['train_records']} training records to {args.output}/train/{domain}-formatted.jsonl and a "
+        f"dev set of {summary['dev_queries']} queries over {summary['dev_docs']} documents to {args.output}/dev "
+        f"({summary['usable_docs']} of {summary['corpus_docs']} documents have a title and a body)", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.loop import train
@@ -47,16 +62,32 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def _data_parallel_encoder(args):
-  """An Encoder for args.model, data parallel over every device (parameters replicated)."""
+  """An Encoder for args.model, data parallel over every device (parameters replicated); for a
+  sentence-transformers baseline that is not a decoder (e.g. all-MiniLM-L6-v2), sentence-transformers itself."""
   import jax
 
   from rejax.eval.encode import Encoder
+  from rejax.eval.st_encoder import SentenceTransformerEncoder, is_baseline_dir
+  from rejax.hf.hub import resolve_model_dir
   from rejax.sharding import make_mesh, use_mesh
+
+  if args.command == "eval" and is_baseline_dir(resolve_model_dir(args.model)):
+    return SentenceTransformerEncoder(resolve_model_dir(args.model), max_length=args.max_length,
+                                      batch_size=args.batch_size)
 
   mesh = make_mesh(data=jax.device_count())
   with use_mesh(mesh):
     return Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
                                    batch_size=args.batch_size, mesh=mesh)
+
+
+def _step_arg(text: str) -> int | str:
+  if text == "best":
+    return text
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a step number or `best`, got {text!r}") from None
 
 
 def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--output", type=pathlib.Path,
                         help="RESULTS.json (required with --dataset; benchmarks default to "
                              "results/{bright,r2med}/MODEL/RESULTS.json, with RESULTS.md and runs/ beside it)")
+  evaluate.add_argument("--split", default="test", help="--dataset's judgments: qrels/{split}.tsv (default: test)")
   evaluate.add_argument("--run-out", type=pathlib.Path, help="TREC run file: qid Q0 docid rank score tag")
   evaluate.add_argument("--instruction", help="query instruction (`Instruct: ...\\nQuery: ...`)")
   evaluate.add_argument("--top-k", type=int, default=1000)
@@ -118,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")
   export.add_argument("--workdir", required=True, type=pathlib.Path)
-  export.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+  export.add_argument("--step", type=_step_arg,
+                      help="checkpoint step, or `best` (the kept best by eval.metric; default: the latest)")
   export.add_argument("--output", required=True, type=pathlib.Path)
   export.set_defaults(run=cmd_export)
 
@@ -131,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
   convert.add_argument("--skip-invalid", action="store_true", help="skip and count malformed lines instead of stopping")
   convert.add_argument("--num-shards", type=int, help="ArrayRecord shards per domain (default: by size, 64 MiB-1 GiB)")
   convert.set_defaults(run=cmd_data_convert)
+
+  from rejax.data.weak_pairs import GENERIC_INSTRUCTION
+
+  pairs = data_commands.add_parser("pairs", help="weakly supervised training data from a corpus alone: each titled "
+                                                 "document's title -> its body, BM25 hard negatives, a held-out dev set")
+  pairs.add_argument("--corpus", required=True, type=pathlib.Path, help='BEIR corpus.jsonl ({"_id", "title", "text"})')
+  pairs.add_argument("--output", required=True, type=pathlib.Path,
+                     help="new directory: train/{domain}-formatted.jsonl, dev/ (BEIR, qrels/dev.tsv), pairs.json")
+  pairs.add_argument("--domain", help="the training domain's name (default: the corpus's directory name)")
+  pairs.add_argument("--instruction", default=GENERIC_INSTRUCTION, help="the query instruction of every record")
+  pairs.add_argument("--dev-queries", type=int, default=100, help="documents held out as dev queries")
+  pairs.add_argument("--dev-docs", type=int, default=500, help="documents in the dev corpus")
+  pairs.add_argument("--negatives", type=int, default=10, help="BM25 hard negatives per record")
+  pairs.add_argument("--min-body-words", type=int, default=20, help="a body needs a line of this many words")
+  pairs.add_argument("--seed", type=int, default=0)
+  pairs.set_defaults(run=cmd_data_pairs)
   return parser
 
 

@@ -37,3 +37,9 @@ def smollm2_dir(tmp_path_factory) -> Path:
   """A float32 SmolLM2-135M-Instruct directory, for AutoModelForCausalLM and AutoTokenizer."""
   pytest.importorskip("torch")
   return assets.fetch("smollm2", assets_root(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(tmp_path_factory) -> Path:
+  """all-MiniLM-L6-v2 in the sentence-transformers layout: the standard small baseline embedder."""
+  return assets.fetch("all-minilm-l6-v2", assets_root(tmp_path_factory))

@@ -45,13 +45,19 @@ def read_qrels(path: pathlib.Path) -> dict[str, dict[str, int]]:
   return qrels
 
 
+def missing_beir_files(directory: str | pathlib.Path, split: str = "test") -> list[str]:
+  """Returns the files of the BEIR layout (corpus.jsonl, queries.jsonl, qrels/{split}.tsv) that `directory` lacks."""
+  root = pathlib.Path(directory)
+  return [name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv") if not (root / name).is_file()]
+
+
 def load_beir(directory: str | pathlib.Path, split: str = "test") -> RetrievalDataset:
   """A BEIR-layout dataset; only queries that have judgments in `split` are kept."""
   root = pathlib.Path(directory)
-  for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
-    if not (root / needed).is_file():
-      raise FileNotFoundError(f"{root / needed}: missing; a BEIR dataset has corpus.jsonl, queries.jsonl, "
-                              f"qrels/{split}.tsv")
+  missing = missing_beir_files(root, split)
+  if missing:
+    raise FileNotFoundError(f"{root / missing[0]}: missing; a BEIR dataset has corpus.jsonl, queries.jsonl, "
+                            f"qrels/{split}.tsv")
   corpus = {}
   for doc in read_rows(root / "corpus.jsonl", ("_id", "text")):
     title = doc.get("title") or ""

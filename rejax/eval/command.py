@@ -32,6 +32,8 @@ def eval_mode(args: argparse.Namespace) -> str:
     raise ValueError("--tasks applies to --bright and --r2med only")
   if args.run_out and mode != "dataset":
     raise ValueError("--run-out applies to --dataset only; a benchmark writes runs/{task}.trec beside RESULTS.json")
+  if args.split != "test" and mode != "dataset":
+    raise ValueError("--split applies to --dataset only")
   if args.long_documents and mode != "bright":
     raise ValueError("--long-documents applies to --bright only")
   return mode
@@ -71,7 +73,7 @@ def _eval_dataset(args: argparse.Namespace, encoder) -> None:
   from rejax.eval.metrics import write_trec_run
   from rejax.eval.retrieve import run_model
 
-  dataset = load_beir(args.dataset)
+  dataset = load_beir(args.dataset, split=args.split)
   dataset.instruction = args.instruction
   run, results = run_model(dataset, args.model, encoder, k=args.top_k, index_kind=args.index,
                            cache_dir=args.cache_dir)

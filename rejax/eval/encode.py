@@ -16,7 +16,11 @@ from rejax.models.pooling import embed
 
 
 class Encoder:
-  """A loaded model and its tokenizer, turning texts into unit-norm float32 embeddings."""
+  """A model and its tokenizer, turning texts into unit-norm float32 embeddings.
+
+  The model may be abstract (`nnx.eval_shape`): then every call brings the weights (`encode_tokens(weights=)`),
+  as a training run's dev evaluation does with the parameters of the moment.
+  """
 
   def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None,
                model_dir: pathlib.Path | None = None):
@@ -28,9 +32,11 @@ class Encoder:
     self._graphdef, self._state = nnx.split(model)
     devices = mesh.devices.size if mesh is not None else 1
     self.batch_size = -(-batch_size // devices) * devices  # every device gets the same number of rows
-    # Batches shard over every device of the mesh (parameters keep their own shardings).
+    # Batches shard over every device of the mesh (parameters keep their own shardings). The embeddings come
+    # back replicated, so every process of a multi-process mesh can read all of them.
     self._batch_sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names)) if mesh is not None else None
-    self._embed = jax.jit(self._forward)
+    replicated = NamedSharding(mesh, PartitionSpec()) if mesh is not None else None
+    self._embed = jax.jit(self._forward, out_shardings=replicated)
 
   @classmethod
   def from_pretrained(cls, model_dir: str | pathlib.Path, *, dtype: str = "float32", mesh: Mesh | None = None,
@@ -43,33 +49,47 @@ class Encoder:
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
     return cls(model, load_tokenizer(model_dir), mesh=mesh, model_dir=model_dir, **kwargs)
 
-  def _forward(self, state, ids_bt, mask_bt):
-    return embed(nnx.merge(self._graphdef, state), ids_bt, mask_bt)
+  def _forward(self, states, ids_bt, mask_bt):
+    return embed(nnx.merge(self._graphdef, *states), ids_bt, mask_bt)
 
   def encode(self, texts: Sequence[str], *, instruction: str | None = None, progress: bool = True,
              desc: str = "encode") -> np.ndarray:
     """Embeddings [N, D] float32, L2-normalised, in the order of `texts`."""
-    texts = [format_query(t, instruction) for t in texts]
-    token_ids = tokenize(self.tokenizer, texts, self.max_length)
+    return self.encode_tokens(self.tokenize(texts, instruction=instruction), progress=progress, desc=desc)
+
+  def tokenize(self, texts: Sequence[str], *, instruction: str | None = None) -> list[list[int]]:
+    """Token ids per text (formatted as a query when `instruction` is given), EOS last, at most max_length."""
+    return tokenize(self.tokenizer, [format_query(t, instruction) for t in texts], self.max_length)
+
+  def encode_tokens(self, token_ids: Sequence[Sequence[int]], *, weights: tuple | None = None, progress: bool = True,
+                    desc: str = "encode") -> np.ndarray:
+    """Embeddings [N, D] float32, L2-normalised, of tokenised texts in their order.
+
+    `weights`: nnx.States of the model (merged in order, e.g. a train state's trainable and frozen parts) to
+    encode with instead of the Encoder's own; one compiled forward serves any weights of the same shardings.
+    """
+    weights = (self._state,) if weights is None else tuple(weights)
     # Longest first: the first batch compiles the biggest shape, and padding per batch stays minimal.
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
-    out = np.zeros((len(texts), 0), np.float32)
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+    out = np.zeros((len(token_ids), 0), np.float32)
+    with tqdm(total=len(token_ids), desc=desc, unit="text", disable=not progress) as bar:
       for start in range(0, len(order), self.batch_size):
         rows = order[start : start + self.batch_size]
-        batch = [token_ids[i] for i in rows]
-        emb = self._encode_batch(batch)
+        batch = [list(token_ids[i]) for i in rows]
+        emb = self._encode_batch(batch, weights)
         if out.shape[1] == 0:
-          out = np.zeros((len(texts), emb.shape[1]), np.float32)
+          out = np.zeros((len(token_ids), emb.shape[1]), np.float32)
         out[rows] = emb
         bar.update(len(rows))
     return out
 
-  def _encode_batch(self, batch: list[list[int]]) -> np.ndarray:
+  def _encode_batch(self, batch: list[list[int]], weights: tuple) -> np.ndarray:
     """Embeddings of one batch, padded to a fixed (batch_size, bucket) shape so compiles are few."""
     length = bucket_length(max(len(s) for s in batch), self.max_length)
     padded = batch + [[self.pad_id]] * (self.batch_size - len(batch))
     ids, mask = pad_batch(padded, length, self.pad_id)
     if self._batch_sharding is not None:
-      ids, mask = jax.device_put((ids, mask), self._batch_sharding)
-    return np.asarray(self._embed(self._state, ids, mask))[: len(batch)]
+      # Every process holds the whole batch and places its devices' rows (one process or many alike).
+      ids, mask = (jax.make_array_from_callback(x.shape, self._batch_sharding, lambda index, x=x: x[index])
+                   for x in (ids, mask))
+    return np.asarray(self._embed(weights, ids, mask))[: len(batch)]

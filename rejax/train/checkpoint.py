@@ -5,10 +5,17 @@ only once complete, so the latest one is always restorable. Restore takes explic
 so a run saved on one mesh continues on another (different shape or device count).
 
 Frozen parameters (the base model under LoRA) are not saved: they are re-read from `model.path`.
+
+With `best_metric` (config.eval.keep_best), the checkpoint with the highest dev figure is kept as well, by the
+same Orbax manager: its preservation policy is "any of" LatestN(keep) and BestN(1), so rotation keeps the
+latest `keep` for resuming and the best one besides. Orbax writes each save's figures next to it
+(`checkpoints/<step>/metrics/metrics`) and reads them back when a manager opens the directory, so the best
+step, and its figure, survive a resume and are what `rejax export --step best` finds.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any
 
@@ -23,13 +30,32 @@ def _saved_part(state: TrainState) -> dict[str, Any]:
   return {"step": state.step, "trainable": state.trainable, "opt_state": state.opt_state}
 
 
+def _best_key(metric: str):
+  """Returns the ranking key of a save's figures: `eval/{metric}`, then the earlier step (a later checkpoint
+  replaces the best only by beating it). Figures without the metric (saved under another eval.metric) rank last."""
+  return lambda figures: (figures.get(f"eval/{metric}", -math.inf), -figures.get("step", 0))
+
+
 class Checkpointer:
   """Saves and restores (state, data iterator, metadata) under `workdir/checkpoints/<step>`."""
 
-  def __init__(self, workdir: str | pathlib.Path, *, every: int, keep: int, async_save: bool = True):
+  def __init__(self, workdir: str | pathlib.Path, *, every: int, keep: int, async_save: bool = True,
+               best_metric: str | None = None):
     self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-    options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
-                                           enable_async_checkpointing=async_save)
+    self.best_metric = best_metric
+    if best_metric is None:
+      options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
+                                             enable_async_checkpointing=async_save)
+    else:
+      # best_fn turns on Orbax's metrics (written with each save, read back on open, best_step()); the policy,
+      # not max_to_keep, decides what rotation deletes. A save without figures is kept only while it is recent.
+      policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+          ocp.checkpoint_managers.LatestN(n=keep),
+          ocp.checkpoint_managers.BestN(get_metric_fn=_best_key(best_metric), n=1,
+                                        keep_checkpoints_without_metrics=False)])
+      options = ocp.CheckpointManagerOptions(save_interval_steps=every, enable_async_checkpointing=async_save,
+                                             best_fn=_best_key(best_metric), best_mode="max",
+                                             preservation_policy=policy)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "data", "meta"))
 
@@ -39,12 +65,21 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
-  def save(self, step: int, state: TrainState, data_iterator, meta: dict, *, force: bool = False) -> bool:
-    """Starts saving `step` if it is due (or `force`); returns whether it started."""
+  def best_step(self) -> int | None:
+    """The kept step with the highest `best_metric` (the earliest of equals); None without figures or best_metric."""
+    return self.manager.best_step() if self.best_metric is not None else None
+
+  def save(self, step: int, state: TrainState, data_iterator, meta: dict, *, figures: dict | None = None,
+           force: bool = False) -> bool:
+    """Starts saving `step` if it is due (or `force`), ranked by the `eval/*` scalars of `figures` when the best is
+    kept; returns whether it started."""
     args = ocp.args.Composite(state=ocp.args.StandardSave(_saved_part(state)),
                               data=grain.checkpoint.CheckpointSave(data_iterator),
                               meta=ocp.args.JsonSave(meta))
-    return self.manager.save(step, args=args, force=force)
+    metrics = None
+    if figures and self.best_metric is not None:
+      metrics = {**{k: v for k, v in figures.items() if k.startswith("eval/")}, "step": step}
+    return self.manager.save(step, args=args, metrics=metrics, force=force)
 
   def restore(self, step: int, target: TrainState, data_iterator) -> tuple[TrainState, dict]:
     """(state, meta) of `step`, arrays placed in `target`'s shardings; the data iterator restored in place."""

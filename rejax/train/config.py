@@ -183,6 +183,40 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   if not config.model.path and not config.model.hf_config:
     raise ConfigError("model.path is empty and model.hf_config is empty: give a model directory / hub id, "
                       "or an architecture to initialise randomly")
+  validate_eval(config)
+
+
+def validate_eval(config: ml_collections.ConfigDict) -> None:
+  """The rules of `eval.*` (the dev evaluation during training); raises ConfigError naming the keys.
+
+  The dataset is checked here, before any model loads, so a wrong path fails in seconds.
+  """
+  from rejax.eval.beir import missing_beir_files
+  from rejax.eval.metrics import query_metrics
+
+  ev = config.eval
+  for key, minimum in (("every", 0), ("max_length", 2), ("batch_size", 1)):
+    if ev[key] < minimum:
+      raise ConfigError(f"eval.{key}={ev[key]}: must be >= {minimum}")
+  known = tuple(query_metrics([], {}))  # the names rejax.eval.metrics.evaluate averages
+  if ev.metric not in known:
+    raise ConfigError(f"eval.metric={ev.metric!r}: expected one of {', '.join(known)}")
+  if ev.export_best and not ev.keep_best:
+    raise ConfigError("eval.export_best=True needs eval.keep_best=True (the best checkpoint must be kept to export it)")
+  if ev.keep_best and not ev.every:
+    raise ConfigError("eval.keep_best=True needs eval.every > 0 (and eval.dataset): the best is found by evaluating")
+  if not ev.every:
+    return
+  if not ev.dataset:
+    raise ConfigError(f"eval.every={ev.every} needs eval.dataset: a BEIR directory (corpus.jsonl, queries.jsonl, "
+                      f"qrels/{ev.split}.tsv)")
+  missing = missing_beir_files(ev.dataset, ev.split)
+  if missing:
+    raise ConfigError(f"eval.dataset={ev.dataset}: missing {', '.join(missing)} (eval.split={ev.split!r}; a BEIR "
+                      f"directory has corpus.jsonl, queries.jsonl, qrels/{{split}}.tsv)")
+  if ev.keep_best and config.ckpt_every % ev.every:
+    raise ConfigError(f"ckpt_every={config.ckpt_every} is not a multiple of eval.every={ev.every}: with "
+                      "eval.keep_best every checkpoint step must be evaluated")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

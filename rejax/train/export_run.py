@@ -33,16 +33,25 @@ def training_instructions(data_dir: pathlib.Path) -> dict[str, str]:
   return {domain: from_example(source[0])["prompt"] for domain, source in sorted(sources.items()) if len(source)}
 
 
-def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *, step: int | None = None) -> pathlib.Path:
-  """Writes checkpoint `step` (default: the latest) of the run in `workdir` to `output`; returns `output`."""
+def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
+               step: int | str | None = None) -> pathlib.Path:
+  """Writes checkpoint `step` (default: the latest; "best": the one kept by eval.keep_best) of the run in
+  `workdir` to `output`; returns `output`."""
   from rejax.train.loop import base_model_dir, build_model, dataset_dir
 
   workdir = pathlib.Path(workdir)
   config = run_config(workdir)
-  checkpoints = Checkpointer(workdir, every=1, keep=config.keep_checkpoints)
+  keep_best = config.get("eval", {}).get("keep_best", False)  # runs from before config.eval have no best
+  checkpoints = Checkpointer(workdir, every=1, keep=config.keep_checkpoints,
+                             best_metric=config.eval.metric if keep_best else None)
   steps = checkpoints.all_steps()
   if not steps:
     raise FileNotFoundError(f"{workdir}/checkpoints: no complete checkpoint to export")
+  if step == "best":
+    step = checkpoints.best_step()
+    if step is None:
+      raise ValueError(f"--step best: {workdir} kept no best checkpoint (it needs eval.keep_best and an evaluated "
+                       "checkpoint)")
   if step is None:
     step = max(steps)
   elif step not in steps:

@@ -1,7 +1,7 @@
 """`rejax train`: the whole run, top to bottom in data-flow order.
 
     distributed init -> mesh -> model (load, shard) -> data -> state (+ resume) -> step (AOT per shape)
-    -> loop (input, step, metrics, checkpoint) -> export
+    -> loop (input, step, metrics, dev evaluation, checkpoint) -> export
 
 The same command on the same workdir resumes from the latest complete checkpoint and, because a batch
 is a pure function of (seed, step) and the step of (state, batch, seed), continues exactly as if it
@@ -11,12 +11,13 @@ had never stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
 import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,7 @@ from rejax.sharding import batch_sharding, make_mesh, use_mesh
 from rejax.train import distributed
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.config import to_json, validate
+from rejax.train.evaluate import DevEval, is_due
 from rejax.train.flops import peak_flops, train_step_flops
 from rejax.train.logger import RunLogger
 from rejax.train.optim import linear_warmup_decay, make_optimizer
@@ -69,7 +71,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
         min_bucket=config.data.min_bucket, seed=config.seed)
     data_iter = iter(make_dataset(pipeline, num_steps=config.total_steps, process_index=block, process_count=blocks,
                                   num_workers=config.data.num_workers))
-    pad_id = text.pad_id_of(text.load_tokenizer(base_dir))
+    tokenizer = text.load_tokenizer(base_dir)
+    pad_id = text.pad_id_of(tokenizer)
 
     # ------------------------------------------------------------- train state, resumed if a checkpoint exists
     tx = make_optimizer(lr=config.optim.lr, total_steps=config.total_steps, warmup_ratio=config.optim.warmup_ratio,
@@ -78,7 +81,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
                         grad_divisor=config.optim.grad_divisor)
     graphdef, state = init_train_state(model, tx, wrt=nnx.LoRAParam if model_cfg.lora else nnx.Param)
     del model
-    checkpoints = Checkpointer(workdir, every=config.ckpt_every, keep=config.keep_checkpoints)
+    checkpoints = Checkpointer(workdir, every=config.ckpt_every, keep=config.keep_checkpoints,
+                               best_metric=config.eval.metric if config.eval.keep_best else None)
     start = checkpoints.latest_step() or 0
     if start:
       state, _ = checkpoints.restore(start, state, data_iter)
@@ -88,6 +92,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
     logger = RunLogger(workdir, total_steps=config.total_steps, start_step=start)
     logger.info(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
                 f"{'resuming at step ' + str(start) if start else 'starting'}; model {base_dir}")
+    dev_eval = DevEval(config.eval, graphdef, state, tokenizer, mesh, logger) if config.eval.every else None
 
     # ------------------------------------------------------------- the step, compiled ahead of time per shape
     loss_cfg = LossConfig(kind=config.loss.kind, temperature=config.loss.temperature,
@@ -117,10 +122,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
         if pending is not None:
           last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
         pending = done
-        if checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps:
-          last, pending = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s), None
+        eval_due = is_due(step + 1, config.eval, config.total_steps)
+        save_due = checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps
+        if eval_due or save_due:  # this step's record first: its figures join it, its checkpoint may rank by them
+          evaluate = functools.partial(dev_eval, state, step + 1) if eval_due else None
+          last, pending = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s, evaluate), None
+        if save_due:
           checkpoints.save(step + 1, state, data_iter, {"step": step + 1, **checkpoint_meta},
-                           force=step + 1 == config.total_steps)
+                           figures=last if eval_due else None, force=step + 1 == config.total_steps)
       if pending is not None:
         last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
     finally:
@@ -132,7 +141,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
       from rejax.train.export_run import export_run
 
       export_run(workdir, pathlib.Path(config.export_dir) if pathlib.Path(config.export_dir).is_absolute()
-                 else workdir / config.export_dir)
+                 else workdir / config.export_dir, step=checkpoints.best_step() if config.eval.export_best else None)
     checkpoints.close()
   return last
 
@@ -148,7 +157,9 @@ class Pending:
   input_wait_s: float
   dispatched: float = dataclasses.field(default_factory=time.perf_counter)
 
-  def resolve(self, logger: RunLogger, log_every: int, total: int, flops_per_s: float) -> dict[str, float]:
+  def resolve(self, logger: RunLogger, log_every: int, total: int, flops_per_s: float,
+              evaluate: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
+    """Fetches, checks and logs the step's scalars, with `evaluate()`'s figures (run after the step is timed)."""
     values = {k: float(v) for k, v in jax.device_get(self.metrics).items()}
     seconds = time.perf_counter() - self.dispatched
     if not math.isfinite(values["loss"]):
@@ -157,7 +168,9 @@ class Pending:
           "is the latest under checkpoints/; lower optim.lr, check the data, or resume with the same command.")
     values.update(tokens_per_s=self.tokens / seconds, mfu=self.flops / seconds / flops_per_s,
                   step_s=seconds, input_wait_s=self.input_wait_s)
-    if self.step % log_every == 0 or self.step == total:
+    if evaluate is not None:
+      values.update(evaluate())
+    if self.step % log_every == 0 or self.step == total or evaluate is not None:
       logger.log(self.step, values)
     logger.advance()
     return values

@@ -57,6 +57,17 @@ def paper_config() -> ml_collections.ConfigDict:
   c.optim.grad_divisor = 1.0  # 8.0 reproduces the 8-GPU reference's DDP averaging exactly (METHOD.md section 2)
   c.optim.grad_cache_chunk = 0  # 0 = off; N = GradCache with N rows per chunk
 
+  c.eval = ml_collections.ConfigDict()  # dev evaluation during training (off by default)
+  c.eval.dataset = ""  # a BEIR-layout directory (corpus.jsonl, queries.jsonl, qrels/{split}.tsv); "" = none
+  c.eval.split = "test"  # qrels/{split}.tsv
+  c.eval.every = 0  # steps between evaluations, and after the last step; 0 = off
+  c.eval.max_length = 512  # tokens per text, EOS included
+  c.eval.batch_size = 32
+  c.eval.instruction = ""  # the query instruction; "" = none
+  c.eval.metric = "ndcg@10"  # the figure that picks the best checkpoint
+  c.eval.keep_best = False  # keep the checkpoint with the best eval.metric besides the latest keep_checkpoints
+  c.eval.export_best = False  # the end-of-run export (export_dir) is of the best checkpoint (needs keep_best)
+
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = 1
   c.mesh.fsdp = 1
