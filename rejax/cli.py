@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 
+# The largest value any count flag takes: far above real use, and small enough for every array size and faiss.
+MAX_FLAG_INT = 2**31 - 1
+
 
 def cmd_encode(args: argparse.Namespace) -> None:
-  from rejax.eval.rows import read_rows
   from rejax.eval.cache import save_npy_atomic
+  from rejax.eval.rows import check_output_file, read_rows
 
-  texts = [record["text"] for record in read_rows(args.input, ("text",))]
+  check_output_file(args.output, "--output")
+  texts = [record["text"] for record in read_rows(args.input, {"text": str}, allow_empty=False)]
   embeddings = _data_parallel_encoder(args).encode(texts, instruction=args.instruction)
   save_npy_atomic(args.output, embeddings)
   print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}", file=sys.stderr)
@@ -47,9 +52,12 @@ def cmd_data_pairs(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+  from rejax.errors import InputError
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.loop import train
 
+  if args.workdir.exists() and not args.workdir.is_dir():
+    raise InputError(f"--workdir {args.workdir}: is a file, not a directory")
   config = apply_overrides(load_config_file(args.config), args.overrides)
   train(config, args.workdir, coordinator=args.coordinator, num_processes=args.num_processes,
         process_id=args.process_id)
@@ -58,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
   from rejax.train.export_run import export_run
 
-  export_run(args.workdir, args.output, step=args.step)
+  export_run(args.workdir, args.output, step=args.step, overwrite=args.overwrite)
 
 
 def _data_parallel_encoder(args):
@@ -81,26 +89,58 @@ def _data_parallel_encoder(args):
                                    batch_size=args.batch_size, mesh=mesh)
 
 
+def bounded_int(minimum: int, maximum: int = MAX_FLAG_INT):
+  """An argparse `type` for integers in [minimum, maximum]: a value outside fails before any work, and argparse's
+  message names the flag (`argument --batch-size: must be >= 1, got -1`)."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    if value > maximum:  # e.g. 10**30: it would overflow an array size or faiss's int k
+      shown = text if len(text) <= 20 else f"{text[:20]}... ({len(text)} digits)"
+      raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {shown}")
+    return value
+
+  parse.__name__ = f"integer >= {minimum}"  # argparse names the type in some messages
+  return parse
+
+
+positive_int = bounded_int(1)
+non_negative_int = bounded_int(0)
+_any_int = bounded_int(-MAX_FLAG_INT)  # `data pairs` checks its own minimum (exit 1, naming the flag and value)
+
+
 def _step_arg(text: str) -> int | str:
   if text == "best":
     return text
-  try:
-    return int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a step number or `best`, got {text!r}") from None
+  if not text.isdigit():
+    raise argparse.ArgumentTypeError(f"expected a step number or `best`, got {text!r}")
+  return non_negative_int(text)
 
 
 def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--max-length", type=int, default=512, help="tokens per text, EOS included")
-  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--max-length", type=bounded_int(2), default=512,
+                      help="tokens per text, EOS included (>= 2: one token and EOS)")
+  parser.add_argument("--batch-size", type=positive_int, default=32)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                       help="parameter and compute dtype")
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+  # SUPPRESS on subcommands: their default must not overwrite `rejax --debug CMD`.
+  parser.add_argument("--debug", action="store_true", default=default,
+                      help="on an error, show the full traceback (as does REJAX_DEBUG=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
   from rejax.eval.cache import default_cache_dir
 
   parser = argparse.ArgumentParser(prog="rejax", description="ReasonEmbed in JAX: train, evaluate, export.")
+  _add_debug_flag(parser, default=False)
   commands = parser.add_subparsers(dest="command", required=True)
 
   encode = commands.add_parser("encode", help="embed the texts of a JSONL file into an .npy matrix")
@@ -130,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--split", default="test", help="--dataset's judgments: qrels/{split}.tsv (default: test)")
   evaluate.add_argument("--run-out", type=pathlib.Path, help="TREC run file: qid Q0 docid rank score tag")
   evaluate.add_argument("--instruction", help="query instruction (`Instruct: ...\\nQuery: ...`)")
-  evaluate.add_argument("--top-k", type=int, default=1000)
+  evaluate.add_argument("--top-k", type=positive_int, default=1000)
   evaluate.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"],
                         help="faiss index: exact inner product (default) or approximate")
   evaluate.add_argument("--cache-dir", type=pathlib.Path, default=default_cache_dir(),
@@ -144,15 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--workdir", required=True, type=pathlib.Path,
                      help="checkpoints, metrics.jsonl, tensorboard/, export/; the same DIR resumes")
   train.add_argument("--coordinator", help="host:port of process 0, for multi-process runs outside TPU pods / SLURM")
-  train.add_argument("--num-processes", type=int)
-  train.add_argument("--process-id", type=int)
+  train.add_argument("--num-processes", type=positive_int)
+  train.add_argument("--process-id", type=non_negative_int)
   train.set_defaults(run=cmd_train)
 
   export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")
   export.add_argument("--workdir", required=True, type=pathlib.Path)
   export.add_argument("--step", type=_step_arg,
                       help="checkpoint step, or `best` (the kept best by eval.metric; default: the latest)")
-  export.add_argument("--output", required=True, type=pathlib.Path)
+  export.add_argument("--output", required=True, type=pathlib.Path,
+                      help="a new or empty directory (not the workdir, nor the base model)")
+  export.add_argument("--overwrite", action="store_true",
+                      help="replace a non-empty --output whole (the new export is renamed into place when complete)")
   export.set_defaults(run=cmd_export)
 
   data = commands.add_parser("data", help="training data: convert released JSONL to ArrayRecord")
@@ -162,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="files or globs of `{domain}-formatted.jsonl[.gz]` (quote globs)")
   convert.add_argument("--output", required=True, type=pathlib.Path, help="new dataset directory")
   convert.add_argument("--skip-invalid", action="store_true", help="skip and count malformed lines instead of stopping")
-  convert.add_argument("--num-shards", type=int, help="ArrayRecord shards per domain (default: by size, 64 MiB-1 GiB)")
+  convert.add_argument("--num-shards", type=positive_int,
+                       help="ArrayRecord shards per domain (default: by size, 64 MiB-1 GiB)")
   convert.set_defaults(run=cmd_data_convert)
 
   from rejax.data.weak_pairs import GENERIC_INSTRUCTION
@@ -174,16 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="new directory: train/{domain}-formatted.jsonl, dev/ (BEIR, qrels/dev.tsv), pairs.json")
   pairs.add_argument("--domain", help="the training domain's name (default: the corpus's directory name)")
   pairs.add_argument("--instruction", default=GENERIC_INSTRUCTION, help="the query instruction of every record")
-  pairs.add_argument("--dev-queries", type=int, default=100, help="documents held out as dev queries")
-  pairs.add_argument("--dev-docs", type=int, default=500, help="documents in the dev corpus")
-  pairs.add_argument("--negatives", type=int, default=10, help="BM25 hard negatives per record")
-  pairs.add_argument("--min-body-words", type=int, default=20, help="a body needs a line of this many words")
+  pairs.add_argument("--dev-queries", type=_any_int, default=100, help="documents held out as dev queries")
+  pairs.add_argument("--dev-docs", type=_any_int, default=300, help="documents in the dev corpus")
+  pairs.add_argument("--negatives", type=_any_int, default=10, help="BM25 hard negatives per record")
+  pairs.add_argument("--min-body-words", type=_any_int, default=20, help="a body needs a line of this many words")
   pairs.add_argument("--seed", type=int, default=0)
   pairs.set_defaults(run=cmd_data_pairs)
+  for leaf in (encode, evaluate, train, export, convert, pairs):
+    _add_debug_flag(leaf)
   return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+  from rejax.errors import USER_ERRORS
   from rejax.train.config import ConfigError, split_overrides
 
   argv = sys.argv[1:] if argv is None else list(argv)
@@ -195,10 +242,25 @@ def main(argv: list[str] | None = None) -> None:
   if overrides and args.command != "train":
     sys.exit(f"rejax {args.command}: error: --config.{overrides[0]}: only `rejax train` takes config overrides")
   args.overrides = overrides
+  command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+  debug = args.debug or os.environ.get("REJAX_DEBUG", "") not in ("", "0")
   try:
     args.run(args)
-  except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as e:
-    sys.exit(f"rejax {args.command}: error: {e}")
+  except USER_ERRORS as e:
+    if debug:
+      raise
+    sys.exit(f"rejax {command}: error: {one_line(e)}")
+  except Exception as e:  # a bug: still one line, with the way to its traceback
+    if debug:
+      raise
+    sys.exit(f"rejax {command}: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug or "
+             "REJAX_DEBUG=1 for the traceback)")
+
+
+def one_line(error: BaseException) -> str:
+  """The error's message on one line (a multi-line message's lines joined by `; `), else its type's name."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return "; ".join(lines) if lines else type(error).__name__
 
 
 if __name__ == "__main__":

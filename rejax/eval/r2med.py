@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import pathlib
 
-from rejax.eval.beir import RetrievalDataset, check_judged_docs, load_beir
+from rejax.errors import InputError
+from rejax.eval.beir import MAX_GRADE, RetrievalDataset, check_judged_docs, check_judged_queries, load_beir
 from rejax.eval.bright import check_tasks
 from rejax.eval.hub_data import dataset_snapshot
-from rejax.eval.rows import read_rows
+from rejax.eval.rows import ID, read_rows
 
 HUB_ORG = "R2MED"
 FILES = ("corpus.jsonl", "query.jsonl", "qrels.jsonl")
+TEXT_FIELDS = {"id": ID, "text": str}  # corpus.jsonl and query.jsonl
+QRELS_FIELDS = {"q_id": ID, "p_id": ID, "score": int}
 
 # The paper's task order (METHOD.md section 5).
 INSTRUCTIONS = {
@@ -60,11 +63,26 @@ def load_r2med_task(source: str | pathlib.Path, task: str, *, instruction: str |
   for name in FILES:
     if not (folder / name).is_file():
       raise FileNotFoundError(f"{folder / name}: missing; an R2MED task folder has {', '.join(FILES)}")
-  corpus = {str(r["id"]): r["text"] for r in read_rows(folder / "corpus.jsonl", ("id", "text"))}
+  corpus = {str(r["id"]): r["text"]
+            for r in read_rows(folder / "corpus.jsonl", TEXT_FIELDS, unique="id", allow_empty=False)}
+  qrels = read_qrels_jsonl(folder / "qrels.jsonl")
+  queries = {str(r["id"]): r["text"]
+             for r in read_rows(folder / "query.jsonl", TEXT_FIELDS, unique="id", allow_empty=False)}
+  name = f"R2MED {task}"
+  check_judged_queries(qrels, queries, name=name, qrels_file=folder / "qrels.jsonl",
+                       queries_file=folder / "query.jsonl")
+  check_judged_docs(qrels, corpus, name=name, qrels_file=folder / "qrels.jsonl")
+  return RetrievalDataset(task, corpus, {q: t for q, t in queries.items() if q in qrels}, qrels,
+                          instruction=instruction)
+
+
+def read_qrels_jsonl(path: pathlib.Path) -> dict[str, dict[str, int]]:
+  """{query id: {doc id: grade}} of `{"q_id", "p_id", "score"}` rows; a repeated judgment or a grade out of range
+  raises InputError naming the file and ids."""
   qrels: dict[str, dict[str, int]] = {}
-  for r in read_rows(folder / "qrels.jsonl", ("q_id", "p_id", "score")):
-    qrels.setdefault(str(r["q_id"]), {})[str(r["p_id"])] = int(r["score"])
-  queries = {str(r["id"]): r["text"] for r in read_rows(folder / "query.jsonl", ("id", "text"))
-             if str(r["id"]) in qrels}
-  check_judged_docs(qrels, corpus, name=f"R2MED {task}", qrels_file=folder / "qrels.jsonl")
-  return RetrievalDataset(task, corpus, queries, qrels, instruction=instruction)
+  for r in read_rows(path, QRELS_FIELDS, unique=("q_id", "p_id"), allow_empty=False):
+    qid, docid = str(r["q_id"]), str(r["p_id"])
+    if abs(r["score"]) > MAX_GRADE:
+      raise InputError(f"{path}: the score of query {qid!r}, doc {docid!r} is out of range (|score| < 2**31)")
+    qrels.setdefault(qid, {})[docid] = r["score"]
+  return qrels

@@ -11,7 +11,8 @@ The directory holds: the weights as safetensors in the base model's dtype (`reja
 for the bare architecture, the tokenizer with EOS appended by its post-processor (`rejax.hf.tokenizer`), and
 the sentence-transformers files with one prompt per task instruction (`rejax.hf.sentence_transformers_layout`).
 Local paths only. On several processes every one must call `export_model` (weights are gathered
-collectively); process 0 writes.
+collectively); process 0 writes. The directory is built beside `output` and renamed into place when complete, so
+`output` never holds half an export; a non-empty `output` is replaced only with overwrite=True.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from rejax.errors import ExportError
 from rejax.eval.bright import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training uses
 from rejax.hf.hub import resolve_model_dir
-from rejax.hf.save import save_safetensors
+from rejax.hf.save import save_safetensors, staged_directory
 from rejax.hf.sentence_transformers_layout import query_prompts, write_sentence_transformers_files
 from rejax.hf.tokenizer import save_eos_tokenizer
 from rejax.models import Decoder, DecoderConfig, load_config, merge_lora
@@ -76,13 +78,30 @@ def _base_config(base_dir: pathlib.Path) -> dict[str, Any] | None:
   return json.loads(path.read_text()) if path.is_file() else None
 
 
+def check_export_dir(output: pathlib.Path, base_dir: pathlib.Path, *, overwrite: bool = False,
+                     what: str = "output") -> None:
+  """Raises ExportError (naming `what`, e.g. `--output`) unless `output` may receive an export: not the base model
+  directory nor one holding it, not a file, and absent or empty unless `overwrite` (it is then replaced whole)."""
+  out, base = output.resolve(), base_dir.resolve()
+  if out == base:
+    raise ExportError(f"{what} {output} is the base model directory; export to a new directory")
+  if base.is_relative_to(out):
+    raise ExportError(f"{what} {output} holds the base model directory {base_dir}; export to a new directory")
+  if output.exists() and not output.is_dir():
+    raise ExportError(f"{what} {output}: is a file, not a directory")
+  if not overwrite and output.is_dir() and any(output.iterdir()):
+    remedy = {"--output": "pass --overwrite", "export_dir": "empty it"}.get(what, "pass overwrite=True")
+    raise ExportError(f"{what} {output}: not empty; export to a new directory, or {remedy} to replace it whole")
+
+
 def _dtype_name(dtype) -> str:
   return np.dtype(as_dtype(dtype)).name
 
 
 def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | pathlib.Path,
                  dtype: str | None = None, instructions: Mapping[str, str] | None = None,
-                 max_seq_length: int = 512, max_shard_size: int | str = "5GB") -> pathlib.Path:
+                 max_seq_length: int = 512, max_shard_size: int | str = "5GB",
+                 overwrite: bool = False) -> pathlib.Path:
   """The directory `output`, now holding `model` (adapters merged) for transformers and sentence-transformers.
 
   model: an NNX Decoder, with or without LoRA, its parameters on any mesh (or one device).
@@ -94,11 +113,11 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
     `Instruct: {instruction}\\nQuery: `; default: the BRIGHT tasks' (BRIGHT_INSTRUCTIONS).
   max_seq_length: sentence-transformers' truncation length (EOS kept, as `rejax encode --max-length`).
   max_shard_size: above this total, weights are split into files of at most this size with an index.
+  overwrite: replace a non-empty `output` (whole; see `check_export_dir` for what is never replaced).
   """
   output = pathlib.Path(output)
   base_dir = resolve_model_dir(base_dir)
-  if output.resolve() == base_dir.resolve():
-    raise ValueError(f"output {output} is the base model directory; export to a new directory")
+  check_export_dir(output, base_dir, overwrite=overwrite)
   base = _base_config(base_dir)
   if base is not None and base.get("model_type") != model.cfg.model_type:
     raise ValueError(f"{base_dir}/config.json: model_type {base.get('model_type')!r} does not match the "
@@ -111,16 +130,18 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   prompts = query_prompts(BRIGHT_INSTRUCTIONS if instructions is None else instructions)
 
   merged = merge_lora(model)
-  save_safetensors(nnx.state(merged, nnx.Param), output, dtype=dtype, max_shard_size=max_shard_size)
-  if jax.process_index() == 0:
-    cfg = merged.cfg
-    hf_config(cfg, base, dtype).save_pretrained(output)
-    reread = load_config(output, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
-    if reread != cfg:
-      raise AssertionError(f"{output}/config.json does not read back as the model's config: {reread} != {cfg}")
-    save_eos_tokenizer(base_dir, output)
-    write_sentence_transformers_files(output, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
-                                      prompts=prompts)
+  writer = jax.process_index() == 0
+  with staged_directory(output, writer=writer) as staging:
+    save_safetensors(nnx.state(merged, nnx.Param), staging, dtype=dtype, max_shard_size=max_shard_size)
+    if writer:
+      cfg = merged.cfg
+      hf_config(cfg, base, dtype).save_pretrained(staging)
+      reread = load_config(staging, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
+      if reread != cfg:
+        raise AssertionError(f"{output}/config.json does not read back as the model's config: {reread} != {cfg}")
+      save_eos_tokenizer(base_dir, staging)
+      write_sentence_transformers_files(staging, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
+                                        prompts=prompts)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("rejax.hf.export: written")
   return output

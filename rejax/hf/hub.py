@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+from rejax.errors import InputError
+
 # What an embedding model needs from a hub repo: config, weights, tokenizer. Not *.bin, not GGUF.
 _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "1_Pooling/*", "2_Normalize/*"]
 
@@ -14,7 +16,10 @@ def resolve_model_dir(model: str | pathlib.Path) -> pathlib.Path:
   if str(model).startswith("asset:"):
     from rejax import assets
 
-    return assets.fetch(str(model).removeprefix("asset:"))
+    name = str(model).removeprefix("asset:")
+    if name not in assets.ASSETS:
+      raise InputError(f"{model}: unknown asset {name!r}; known: {', '.join(assets.ASSETS)}")
+    return assets.fetch(name)
   path = pathlib.Path(model).expanduser()
   if path.is_dir():
     return path

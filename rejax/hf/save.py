@@ -9,11 +9,15 @@ follow `save_pretrained`: one `model.safetensors`, or `model-0000i-of-0000n.safe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 import re
-from typing import Any, Sequence
+import secrets
+import shutil
+from typing import Any, Iterator, Sequence
 
 import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, which safetensors' numpy writer needs)
@@ -104,6 +108,46 @@ def shard_file_names(count: int) -> list[str]:
   if count == 1:
     return [SAFE_WEIGHTS_NAME]
   return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+@contextlib.contextmanager
+def staged_directory(output: str | pathlib.Path, *, writer: bool = True) -> Iterator[pathlib.Path]:
+  """Yields a new empty directory beside `output` to write into; when the block completes it replaces `output`
+  whole (`replace_directory`), and on an error it is removed. So `output` only ever names a complete directory,
+  the old one or the new one, even when the process is killed. A process that does not write (writer=False)
+  gets `output` itself and nothing happens."""
+  output = pathlib.Path(output)
+  if not writer:
+    yield output
+    return
+  output.parent.mkdir(parents=True, exist_ok=True)
+  staging = output.with_name(f".{output.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+  staging.mkdir()
+  try:
+    yield staging
+    replace_directory(staging, output)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+
+
+def replace_directory(new: pathlib.Path, output: pathlib.Path) -> None:
+  """Renames the complete directory `new` to `output`; an `output` already there is first renamed aside and
+  removed only once `new` is in place (restored if that rename fails)."""
+  if not output.exists() and not output.is_symlink():
+    os.rename(new, output)
+    return
+  old = output.with_name(f".{output.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+  os.rename(output, old)
+  try:
+    os.rename(new, output)
+  except BaseException:
+    os.rename(old, output)
+    raise
+  if old.is_dir() and not old.is_symlink():
+    shutil.rmtree(old)
+  else:
+    old.unlink()
 
 
 def remove_stale_weights(output: pathlib.Path) -> None:

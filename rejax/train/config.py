@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 import json
 import pathlib
+import traceback
 from typing import Sequence
 
 import ml_collections
@@ -32,13 +33,31 @@ def read_config_file(spec: str, module_prefix: str = "rejax_config") -> ml_colle
     raise ConfigError(f"--config {path}: no such file")
   module_spec = importlib.util.spec_from_file_location(f"{module_prefix}_{file.stem}", file)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:  # the file's own line, not the interpreter's stack
+    raise ConfigError(f"--config {e.filename or path}:{e.lineno}: syntax error: {e.msg}") from None
+  except Exception as e:
+    raise ConfigError(f"--config {_raised_at(e, file)}: {type(e).__name__} while loading: {e}") from e
   if not hasattr(module, "get_config"):
     raise ConfigError(f"--config {path}: defines no get_config(arg)")
-  config = module.get_config(arg) if arg else module.get_config()
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except ConfigError:
+    raise
+  except Exception as e:
+    call = f"get_config({arg!r})" if arg else "get_config()"
+    raise ConfigError(f"--config {_raised_at(e, file)}: {type(e).__name__} in {call}: {e}") from e
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"--config {spec}: get_config returned {type(config).__name__}, not a ConfigDict")
   return config
+
+
+def _raised_at(error: BaseException, file: pathlib.Path) -> str:
+  """`file:line` of the last line of `file` in the error's traceback (else just `file`)."""
+  frames = [f for f in traceback.extract_tb(error.__traceback__) if pathlib.Path(f.filename) == file.absolute()
+            or pathlib.Path(f.filename) == file]
+  return f"{file}:{frames[-1].lineno}" if frames else str(file)
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:

@@ -1,5 +1,10 @@
-"""`rejax export --workdir DIR [--step N] --output OUT`: a run's checkpoint as a Hugging Face /
-sentence-transformers directory (LoRA merged, the base model's dtype, the training instructions as prompts)."""
+"""`rejax export --workdir DIR [--step N] --output OUT [--overwrite]`: a run's checkpoint as a Hugging Face /
+sentence-transformers directory (LoRA merged, the base model's dtype, the training instructions as prompts).
+
+OUT is never the workdir, a directory holding it, a path inside it other than the run's own export_dir, nor the
+base model; a non-empty OUT is replaced (whole, once the new export is complete) only with --overwrite. The
+train loop's own end-of-run export replaces its previous one without a flag (`check_own_export_dir`).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,69 @@ import jax
 import ml_collections
 from flax import nnx
 
-from rejax.hf.export import export_model
+from rejax.errors import ExportError, InputError
+from rejax.hf.export import check_export_dir, export_model
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train.checkpoint import Checkpointer
 
 
+# What `rejax train` keeps in its workdir besides the export: an export must never replace one of them.
+RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "base_model", "data")
+
+
 def run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """The config a run was started with (`workdir/config.json`)."""
+  if workdir.exists() and not workdir.is_dir():
+    raise InputError(f"--workdir {workdir}: is a file, not a rejax train workdir")
   path = workdir / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{workdir}: not a rejax train workdir (no config.json)")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  try:
+    return ml_collections.ConfigDict(json.loads(path.read_text(encoding="utf-8")))
+  except ValueError as e:  # a truncated or hand-edited file
+    raise InputError(f"{path}: not valid JSON ({e})") from None
+
+
+def own_export_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path | None:
+  """Where the run's end-of-run export goes: export_dir, relative to the workdir unless absolute (None: none)."""
+  export_dir = config.get("export_dir") or ""
+  if not export_dir:
+    return None
+  return pathlib.Path(export_dir) if pathlib.Path(export_dir).is_absolute() else workdir / export_dir
+
+
+def check_output(output: pathlib.Path, workdir: pathlib.Path, config: ml_collections.ConfigDict,
+                 base_dir: pathlib.Path, *, overwrite: bool, what: str = "--output") -> None:
+  """Raises ExportError unless the run in `workdir` may export to `output` (see the module docstring)."""
+  out, run = output.resolve(), workdir.resolve()
+  if out == run or run.is_relative_to(out):
+    raise ExportError(f"{what} {output} is (or holds) the run's workdir {workdir}; export to a new directory")
+  own = own_export_dir(config, workdir)
+  if out.is_relative_to(run) and (own is None or out != own.resolve()):
+    allowed = f"; only its export_dir {own} may be written there" if own is not None else ""
+    raise ExportError(f"{what} {output} is inside the run's workdir {workdir}{allowed}")
+  entries = [e for e in RUN_ENTRIES if (run / e).resolve().is_relative_to(out) or out.is_relative_to(run / e)]
+  if entries:
+    raise ExportError(f"{what} {output} would replace the run's {entries[0]} in {workdir}")
+  check_export_dir(output, base_dir, overwrite=overwrite, what=what)
+
+
+def check_own_export_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path, base_dir: pathlib.Path) -> bool:
+  """Whether the run's end-of-run export may replace what its export_dir holds (checked when the run starts, so
+  a bad export_dir fails before training): yes for a directory inside the workdir or an earlier export; a
+  non-empty directory that is no export raises ExportError naming export_dir."""
+  own = own_export_dir(config, workdir)
+  if own is None:
+    return False
+  replace = own.resolve().is_relative_to(workdir.resolve()) or looks_like_export(own)
+  check_output(own, workdir, config, base_dir, overwrite=replace, what="export_dir")
+  return replace
+
+
+def looks_like_export(directory: pathlib.Path) -> bool:
+  """Whether `directory` holds what `export_model` writes (so replacing it loses only an older export)."""
+  return all((directory / name).is_file() for name in ("config.json", "modules.json",
+                                                         "config_sentence_transformers.json"))
 
 
 def training_instructions(data_dir: pathlib.Path) -> dict[str, str]:
@@ -34,13 +91,15 @@ def training_instructions(data_dir: pathlib.Path) -> dict[str, str]:
 
 
 def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
-               step: int | str | None = None) -> pathlib.Path:
+               step: int | str | None = None, overwrite: bool = False) -> pathlib.Path:
   """Writes checkpoint `step` (default: the latest; "best": the one kept by eval.keep_best) of the run in
-  `workdir` to `output`; returns `output`."""
+  `workdir` to `output`, replacing a non-empty `output` only when `overwrite`; returns `output`."""
   from rejax.train.loop import base_model_dir, build_model, dataset_dir
 
-  workdir = pathlib.Path(workdir)
+  workdir, output = pathlib.Path(workdir), pathlib.Path(output)
   config = run_config(workdir)
+  base_dir = base_model_dir(config, workdir)
+  check_output(output, workdir, config, base_dir, overwrite=overwrite)  # before anything is loaded
   keep_best = config.get("eval", {}).get("keep_best", False)  # runs from before config.eval have no best
   checkpoints = Checkpointer(workdir, every=1, keep=config.keep_checkpoints,
                              best_metric=config.eval.metric if keep_best else None)
@@ -59,7 +118,6 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
 
   mesh = make_mesh(data=jax.device_count())  # parameters replicated: export gathers them anyway
   with use_mesh(mesh):
-    base_dir = base_model_dir(config, workdir)
     model, model_cfg = build_model(config, base_dir, mesh)
     wrt = nnx.LoRAParam if model_cfg.lora else nnx.Param
     graphdef, trainable, frozen = nnx.split(model, wrt, ...)
@@ -67,7 +125,8 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
     model = nnx.merge(graphdef, trainable, frozen)
     instructions = training_instructions(dataset_dir(config, workdir))
     export_model(model, output, base_dir=base_dir, instructions=instructions or None,
-                 max_seq_length=max(config.data.max_query_length, config.data.max_passage_length))
+                 max_seq_length=max(config.data.max_query_length, config.data.max_passage_length),
+                 overwrite=overwrite)
   checkpoints.close()
   if jax.process_index() == 0:
     print(f"exported step {step} of {workdir} to {output}", flush=True)

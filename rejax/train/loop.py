@@ -36,6 +36,7 @@ from rejax.train import distributed
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.config import to_json, validate
 from rejax.train.evaluate import DevEval, is_due
+from rejax.train.export_run import check_own_export_dir, export_run, own_export_dir
 from rejax.train.flops import peak_flops, train_step_flops
 from rejax.train.logger import RunLogger
 from rejax.train.optim import linear_warmup_decay, make_optimizer
@@ -60,6 +61,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
   with use_mesh(mesh):
     # ------------------------------------------------------------- model: load or initialise, sharded
     base_dir = base_model_dir(config, workdir)
+    replace_export = check_own_export_dir(config, workdir, base_dir)  # a bad export_dir fails before training
     model, model_cfg = build_model(config, base_dir, mesh)
 
     # ------------------------------------------------------------- data: this process's rows of each batch
@@ -137,11 +139,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
       logger.close()
 
     # ------------------------------------------------------------- export (process 0 writes)
-    if config.export_dir:
-      from rejax.train.export_run import export_run
-
-      export_run(workdir, pathlib.Path(config.export_dir) if pathlib.Path(config.export_dir).is_absolute()
-                 else workdir / config.export_dir, step=checkpoints.best_step() if config.eval.export_best else None)
+    if config.export_dir:  # a resumed or re-run run replaces its previous export, renamed into place when complete
+      export_run(workdir, own_export_dir(config, workdir), overwrite=replace_export,
+                 step=checkpoints.best_step() if config.eval.export_best else None)
     checkpoints.close()
   return last
 

@@ -1,0 +1,32 @@
+"""The demo's models on a second held-out collection of other fields: base vs trained vs BM25 vs all-MiniLM-L6-v2.
+
+COMMAND (after `make demo`): .venv/bin/python scripts/check_generalisation.py
+  [--export runs/demo/export] [--dataset tests/fixtures/stackexchange] [--max-length 256]
+
+The default collection is StackExchange answer retrieval (biology, psychology, sustainable living posts ->
+their accepted answers; tests/fixtures/stackexchange/PROVENANCE.md), which the CACM recipe never saw.
+Writes `runs/demo/<dataset>/` (one RESULTS.json per model) and prints the table.
+"""
+
+import argparse
+import pathlib
+
+from rejax import demo
+from rejax.eval.report import markdown_table
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--export", type=pathlib.Path, default=demo.WORKDIR / "export")
+  parser.add_argument("--dataset", type=pathlib.Path, default=demo.ROOT / "tests" / "fixtures" / "stackexchange")
+  parser.add_argument("--max-length", type=int, default=256)
+  args = parser.parse_args()
+  rows = demo.compare(args.dataset, demo.WORKDIR / args.dataset.name, args.export, demo.recipe_module(),
+                      demo.ROOT / ".cache" / "embeddings", args.max_length)
+  header = [f"model ({args.dataset.name}, {len(next(iter(rows.values()))['per_query'])} queries)", "nDCG@10",
+            "recall@100", "MRR@10"]
+  print(markdown_table(header, [[name] + [f"{r[c]:.4f}" for c in demo.COLUMNS] for name, r in rows.items()]))
+
+
+if __name__ == "__main__":
+  main()
