@@ -9,7 +9,7 @@ COMMAND (what `make demo` runs, from the repository root):
 
 Expected (measured with this file on 2 CPU cores): the loss sits near ln(16) = 2.77 for the first ~25 steps,
 then falls below 1; dev nDCG@10 (100 held-out CACM titles -> bodies among 300 bodies) goes from 0.02
-(untrained) to about 0.85; CACM nDCG@10 (its 52 judged queries) from about 0.1 to about 0.40, under BM25's
+(untrained) to about 0.85; CACM nDCG@10 (its 52 judged queries) from 0.014 to 0.398, under BM25's
 0.471. `make demo` regenerates the exact figures into runs/demo/report.md; README.md ("Does it learn?") has
 the last measured ones.
 

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rejax.eval.beir import CORPUS_FIELDS
 from rejax.eval.rows import read_rows
 
 GENERIC_INSTRUCTION = "Given a search query, retrieve relevant documents that answer it."
@@ -51,7 +52,7 @@ def build_title_pairs(corpus_file: str | pathlib.Path, output: str | pathlib.Pat
   final = pathlib.Path(output)
   if final.exists():
     raise FileExistsError(f"{final}: already exists; remove it or choose another --output")
-  docs = read_rows(corpus_file, ("_id", "text"))
+  docs = read_rows(corpus_file, CORPUS_FIELDS, unique="_id", allow_empty=False)
   usable = [d for d in docs if (d.get("title") or "").strip() and has_body(d["text"], min_body_words)]
   if len(usable) < dev_queries + 2 * negatives:
     raise ValueError(f"{corpus_file}: only {len(usable)} documents have a title and a body of >= "
