@@ -558,3 +558,24 @@ def test_a_bug_is_one_line_too_and_says_how_to_see_it(tmp_path, monkeypatch, cap
   assert code == 1 and "Traceback" not in stderr
   assert message == ("rejax encode: internal error: TypeError: unsupported operand (rerun with --debug or "
                      "REJAX_DEBUG=1 for the traceback)")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_npy", "wrong_shape"])
+def test_a_damaged_embedding_cache_file_is_recomputed_and_replaced(tmp_path, capsys, damage):
+  from rejax.eval.cache import cached
+
+  good = np.arange(12, dtype=np.float32).reshape(3, 4)
+  path = tmp_path / "k.npy"
+  np.save(path, good)
+  raw = path.read_bytes()
+  path.write_bytes({"truncated": raw[: len(raw) - 10], "empty": b"", "not_npy": b"hello",
+                    "wrong_shape": raw}[damage])
+  if damage == "wrong_shape":
+    np.save(path, np.arange(3, dtype=np.float32))
+  calls = []
+  out = cached(tmp_path, "k", lambda: calls.append(1) or good, "corpus")
+  assert calls == [1] and np.array_equal(out, good)  # recomputed, not raised and not returned half
+  err = capsys.readouterr().err
+  assert f"cached embeddings {path} are " in err and "recomputing" in err
+  assert np.array_equal(np.load(path), good)  # replaced whole: the next run reads it from the cache
+  assert np.array_equal(cached(tmp_path, "k", lambda: 1 / 0, "corpus"), good)

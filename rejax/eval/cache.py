@@ -42,13 +42,21 @@ def cache_key(model_dir: pathlib.Path, texts: Sequence[str], **settings) -> str:
 
 
 def cached(cache_dir: pathlib.Path | None, key: str, compute: Callable[[], np.ndarray], what: str) -> np.ndarray:
-  """`compute()`, or its earlier result stored under `key` in `cache_dir` (None: no caching)."""
+  """`compute()`, or its earlier result stored under `key` in `cache_dir` (None: no caching). A cache file that
+  cannot be read whole (truncated, corrupted, not a float matrix) is reported, recomputed and replaced."""
   if cache_dir is None:
     return compute()
   path = pathlib.Path(cache_dir) / f"{key}.npy"
   if path.is_file():
-    print(f"{what}: cached embeddings {path}", file=sys.stderr)
-    return np.load(path)
+    try:
+      array = np.load(path, allow_pickle=False)
+      if array.ndim == 2 and array.dtype == np.float32:
+        print(f"{what}: cached embeddings {path}", file=sys.stderr)
+        return array
+      problem = f"a {array.dtype} array of shape {array.shape}"
+    except (ValueError, OSError, EOFError) as e:
+      problem = f"unreadable ({type(e).__name__}: {e})"
+    print(f"{what}: cached embeddings {path} are {problem}; recomputing them", file=sys.stderr)
   array = compute()
   save_npy_atomic(path, array)
   return array
