@@ -103,6 +103,26 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference_run
     np.testing.assert_allclose(resumed[name], reference[name], rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("part", ["state", "data"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_and_resumes_to_the_same_weights(
+    reference_run, tmp_path, part):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_run, workdir, ignore=shutil.ignore_patterns("export"))
+  latest = workdir / "checkpoints" / str(STEPS)
+  files = [f for f in (latest / part).rglob("*.json" if part == "data" else "*") if f.is_file()]
+  victim = max(files, key=lambda f: f.stat().st_size)  # the data iterator's state, or the largest array file
+  victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # a file cut in half, as by a full disk
+
+  proc = run(train_cmd(workdir), devices=1)  # the same command again
+  warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: checkpoint")]
+  assert len(warning) == 1 and str(latest) in warning[0] and "checkpoints.unreadable" in warning[0]
+  assert (workdir / "checkpoints.unreadable" / str(STEPS) / victim.relative_to(latest)).is_file()  # kept, not deleted
+  assert losses(workdir) == pytest.approx(losses(reference_run), rel=1e-6, abs=1e-7)
+  resumed, reference = exported_weights(workdir / "export"), exported_weights(reference_run / "export")
+  for name in reference:
+    np.testing.assert_allclose(resumed[name], reference[name], rtol=0, atol=1e-6, err_msg=name)
+
+
 def test_2x2x2_mesh_logs_the_single_device_losses(reference_run, sharded_run):
   reference, sharded = losses(reference_run), losses(sharded_run)
   assert sorted(sharded) == list(range(1, STEPS + 1))

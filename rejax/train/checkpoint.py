@@ -81,6 +81,42 @@ class Checkpointer:
       metrics = {**{k: v for k, v in figures.items() if k.startswith("eval/")}, "step": step}
     return self.manager.save(step, args=args, metrics=metrics, force=force)
 
+  def restore_latest(self, target: TrainState, data_iterator, warn=print) -> tuple[int, TrainState]:
+    """(step, state) of the newest checkpoint that restores whole, or (0, target) when there is none.
+
+    A damaged newest checkpoint (a truncated file, a killed disk) falls back to the one before it: when an older
+    one restores, the newer ones that did not are moved to `checkpoints.unreadable/` (kept for inspection, never
+    deleted) with a warning naming each, so the run can save those steps again. When none restores, the newest
+    one's error is raised and nothing is moved (that is a problem of the run, e.g. a different model).
+    """
+    failed: list[tuple[int, Exception]] = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state, _ = self.restore(step, target, data_iterator)
+      except Exception as e:  # noqa: BLE001 - Orbax and the file system raise many types for a damaged checkpoint
+        failed.append((step, e))
+        continue
+      for bad, error in failed:
+        self._set_aside(bad, error, warn)
+      return step, state
+    if failed:
+      raise failed[0][1]
+    return 0, target
+
+  def _set_aside(self, step: int, error: Exception, warn) -> None:
+    aside = self.directory.with_name("checkpoints.unreadable")
+    if jax.process_index() == 0:
+      aside.mkdir(exist_ok=True)
+      (self.directory / str(step)).rename(aside / str(step))
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices(f"rejax:set_aside:{step}")
+    self.manager.reload()
+    warn(f"checkpoint {self.directory / str(step)} could not be restored ({type(error).__name__}: "
+         f"{str(error).splitlines()[0][:200] if str(error) else ''}); moved to {aside / str(step)}, resuming from an "
+         "earlier checkpoint")
+
   def restore(self, step: int, target: TrainState, data_iterator) -> tuple[TrainState, dict]:
     """(state, meta) of `step`, arrays placed in `target`'s shardings; the data iterator restored in place."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),

@@ -16,6 +16,7 @@ import json
 import math
 import pathlib
 import shutil
+import sys
 import time
 from typing import Any, Callable
 
@@ -85,10 +86,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
     del model
     checkpoints = Checkpointer(workdir, every=config.ckpt_every, keep=config.keep_checkpoints,
                                best_metric=config.eval.metric if config.eval.keep_best else None)
-    start = checkpoints.latest_step() or 0
-    if start:
-      state, _ = checkpoints.restore(start, state, data_iter)
-    elif primary:
+    start, state = checkpoints.restore_latest(state, data_iter, warn=_warn)
+    if not start and primary:
       workdir.mkdir(parents=True, exist_ok=True)
       (workdir / "config.json").write_text(to_json(config) + "\n")
     logger = RunLogger(workdir, total_steps=config.total_steps, start_step=start)
@@ -255,6 +254,11 @@ def build_model(config: ml_collections.ConfigDict, base_dir: pathlib.Path, mesh)
     raise FileNotFoundError(f"model.path={config.model.path}: no *.safetensors in {base_dir}")
   cfg = config_from_hf_dict(json.loads((base_dir / "config.json").read_text()), **runtime)
   return init_decoder(cfg, seed=config.seed, mesh=mesh), cfg
+
+
+def _warn(message: str) -> None:
+  if jax.process_index() == 0:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _barrier(name: str) -> None:
