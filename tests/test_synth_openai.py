@@ -51,15 +51,17 @@ class ChatServer:
             status, content = server.reply(body)
             payload = ({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
                        if status == 200 else {"error": {"message": content}})
-          data = json.dumps(payload).encode()
-          self.send_response(status)
-          self.send_header("Content-Type", "application/json")
-          self.send_header("Content-Length", str(len(data)))
-          self.end_headers()
-          self.wfile.write(data)
         finally:
+          # Counted out before the answer is sent: once the client has it, it may send its next request at once,
+          # and that one must not be counted beside this finished one.
           with server.lock:
             server.in_flight -= 1
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
       def log_message(self, *args):
         pass
