@@ -3,13 +3,21 @@
     synth run --config configs/synth/demo.py [--config.KEY=VALUE ...] [--shard i/N] [--domain a,b]
     synth generate --config configs/synth/bright.py:/data/bright --shard 0/4
     synth contamination --synthetic 'runs/synth/demo/format/*.jsonl' --eval bright/examples/pony.jsonl.gz --output DIR
+
+Errors are one line on stderr, `synth CMD: error: MESSAGE`, and exit status 1 (as `rejax`; 3 is a shard
+that is done while others are not). The message names the thing (config key, flag, file, backend and URL);
+the traceback is shown only with --debug or SYNTH_DEBUG=1 (REJAX_DEBUG=1 too). Secrets are redacted in both.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
+import traceback
+
+DEBUG_ENV = ("SYNTH_DEBUG", "REJAX_DEBUG")
 
 
 def cmd_stage(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -29,10 +37,11 @@ def cmd_stage(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def cmd_contamination(args: argparse.Namespace, overrides: list[str]) -> int:
+  from synth.config import ConfigError
   from synth.contamination import check
 
   if overrides:
-    raise SystemExit(f"contamination takes no --config overrides: {overrides}")
+    raise ConfigError(f"--config.{overrides[0]}: only the stage commands take config overrides")
   summary = check(args.synthetic, args.eval, args.output, bins=args.bins)
   print(f"max weighted Jaccard per synthetic query: mean {summary['mean']:.3f}, p99 {summary['p99']:.3f}, "
         f"max {summary['max']:.3f}; {summary['n_synthetic']} synthetic vs {summary['n_eval']} eval queries; "
@@ -43,7 +52,8 @@ def cmd_contamination(args: argparse.Namespace, overrides: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
   from synth.pipeline import STAGES
 
-  parser = argparse.ArgumentParser(prog="synth", description="ReMixer data synthesis (METHOD.md section 4).")
+  parser = argparse.ArgumentParser(prog="synth", description="ReMixer data synthesis (docs/method.md#data-synthesis).")
+  add_debug_flag(parser, default=False)
   commands = parser.add_subparsers(dest="command", required=True)
   for name, help_text in [("run", "every enabled stage in order"),
                           *((s, (STAGES[s].__doc__ or "").splitlines()[0]) for s in STAGES)]:
@@ -52,29 +62,57 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--shard", default="0/1", help="i/N: run the work units u with u %% N == i (default 0/1)")
     sub.add_argument("--domain", help="comma-separated domains (default: all of the config's)")
     sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_debug_flag(sub)
     sub.set_defaults(handler=cmd_stage)
   check = commands.add_parser("contamination", help="weighted Jaccard of synthetic vs evaluation queries")
   check.add_argument("--synthetic", nargs="+", required=True, help="JSONL(.gz) files or globs with `query`")
   check.add_argument("--eval", nargs="+", required=True, help="JSONL(.gz) files or globs with `query` or `text`")
   check.add_argument("--output", required=True, type=pathlib.Path, help="directory for summary.json and histogram.png")
   check.add_argument("--bins", type=int, default=50)
+  add_debug_flag(check)
   check.set_defaults(handler=cmd_contamination)
   return parser
 
 
+def add_debug_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+  # SUPPRESS on subcommands: their default must not overwrite `synth --debug CMD`.
+  parser.add_argument("--debug", action="store_true", default=default,
+                      help="on an error, show the full traceback (as does SYNTH_DEBUG=1)")
+
+
 def main(argv: list[str] | None = None) -> int:
+  """Runs one command; returns its exit status (0 done, 1 an error reported on one line, 3 other shards pending)."""
+  from rejax.errors import USER_ERRORS
   from synth.config import ConfigError, split_overrides
 
   try:
     argv, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
   except ConfigError as e:
-    raise SystemExit(f"synth: {e}") from None
+    return report_error("synth", e, debug=False)
   args = build_parser().parse_args(argv)
+  debug = args.debug or any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_ENV)
   try:
     return args.handler(args, overrides)
-  except (ConfigError, FileNotFoundError, ValueError) as e:  # bad config, missing input, malformed file:line
-    print(f"synth: error: {e}", file=sys.stderr)
-    return 2
+  except USER_ERRORS as e:  # bad config or flag, missing input, malformed file:line, a backend that failed
+    return report_error(f"synth {args.command}", e, debug=debug)
+  except Exception as e:  # a bug: still one line, with the way to its traceback
+    return report_error(f"synth {args.command}", e, debug=debug, internal=True)
+
+
+def report_error(prog: str, error: BaseException, *, debug: bool, internal: bool = False) -> int:
+  """Prints `PROG: error: MESSAGE` (one line, secrets redacted; the traceback before it with --debug); returns 1."""
+  from rejax.cli import one_line
+  from synth.report import redact
+
+  if debug:
+    print(redact("".join(traceback.format_exception(error))), file=sys.stderr, end="")
+  if internal:
+    line = (f"{prog}: internal error: {type(error).__name__}: {one_line(error)}"
+            + ("" if debug else " (rerun with --debug or SYNTH_DEBUG=1 for the traceback)"))
+  else:
+    line = f"{prog}: error: {one_line(error)}"
+  print(redact(line), file=sys.stderr)
+  return 1
 
 
 if __name__ == "__main__":

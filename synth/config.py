@@ -1,25 +1,33 @@
 """Synthesis configs: `configs/synth/NAME.py[:ARG]` files whose `get_config(arg)` returns a ConfigDict.
 
 Overrides (`--config.KEY=VALUE`) use rejax's config machinery (one config system for the project), so a
-typo in a key fails with the closest real key. `validate` checks cross-field rules and names the keys.
+typo in a key fails with the closest real key. A config must have every key of synth.defaults.base_config();
+`validate` checks each backend's and the embedder's settings against what that kind takes, the domain
+names, and the cross-field rules, naming the key, before any stage runs.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import difflib
+import inspect
+from typing import Mapping, Sequence
 
 import ml_collections
 
 from rejax.train.config import ConfigError, apply_overrides, read_config_file, split_overrides
-from synth.backends import KINDS
+from synth.backends import KINDS, backend_class
+from synth.defaults import base_config
 from synth.domains import domain_spec
+from synth.embedders import EMBEDDERS
 
 LLM_STAGES = ("filter", "generate", "annotate", "reason")
+OPEN_BLOCKS = ("backends", "embedder", "domains")  # blocks whose entries each config names itself
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
   """The locked, validated config of `path.py[:arg]` with `KEY=VALUE` overrides applied."""
   config = read_config_file(spec, module_prefix="synth_config")
+  check_keys(config, f"--config {spec}")
   config.lock()
   apply_overrides(config, overrides)
   validate(config)
@@ -31,6 +39,72 @@ def stage_enabled(config: ml_collections.ConfigDict, stage: str) -> bool:
   return bool(config[stage].get("enabled", True))
 
 
+def check_keys(config: ml_collections.ConfigDict, where: str) -> None:
+  """ConfigError naming `where` and the keys of synth.defaults.base_config() that `config` lacks."""
+  missing = missing_keys(config, base_config())
+  if missing:
+    raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (a synth config starts from "
+                      "synth.defaults.base_config(), which has them all)")
+
+
+def missing_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
+                 prefix: str = "") -> list[str]:
+  """The dotted keys of `reference` that `config` lacks (a block given as a plain value lacks all of its keys)."""
+  missing = []
+  for key, value in reference.items():
+    dotted = prefix + key
+    if key not in config:
+      missing.append(dotted)
+    elif isinstance(value, ml_collections.ConfigDict) and dotted not in OPEN_BLOCKS:
+      given = config[key]
+      missing += (missing_keys(given, value, dotted + ".") if isinstance(given, ml_collections.ConfigDict)
+                  else [f"{dotted}.{k}" for k in value])
+  return missing
+
+
+def check_block(block, where: str) -> Mapping:
+  """`block` when it is a block of keys (a ConfigDict), else ConfigError naming `where`."""
+  if not isinstance(block, ml_collections.ConfigDict):
+    raise ConfigError(f"{where}={block!r}: expected a block of keys (a dict), got {type(block).__name__}")
+  return block
+
+
+def check_settings(cls: type, settings: Mapping, where: str, what: str) -> None:
+  """ConfigError naming `where.KEY` for a setting `cls` requires but `settings` lacks, or one it does not take."""
+  params = {name: p for name, p in inspect.signature(cls).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+  required = [name for name, p in params.items() if p.default is p.empty]
+  for name in required:
+    if name not in settings:
+      raise ConfigError(f"{where}.{name}: missing; the {what} needs {', '.join(required)}")
+  for key in settings:
+    if key not in params:
+      close = difflib.get_close_matches(key, list(params), n=1)
+      hint = f"did you mean {where}.{close[0]}?" if close else f"it takes {', '.join(params)}"
+      raise ConfigError(f"{where}.{key}: not a setting of the {what} ({hint})")
+
+
+def check_backend(block, where: str) -> None:
+  """A backend block: a known kind, with exactly the settings that kind takes."""
+  kind = check_block(block, where).get("kind")
+  if kind not in KINDS:
+    raise ConfigError(f"{where}.kind={kind!r}: expected one of {', '.join(KINDS)}")
+  settings = {k: v for k, v in block.items() if k != "kind"}
+  check_settings(backend_class(kind, where), settings, where, f"{kind} backend")
+  if kind == "openai" and not str(settings["base_url"]).startswith(("http://", "https://")):
+    raise ConfigError(f"{where}.base_url={settings['base_url']!r}: expected http://HOST:PORT/v1 (or https://)")
+
+
+def check_embedder(block, where: str = "embedder") -> None:
+  """The embedder block, when one is given (only the mine stage needs it): a known kind and its settings."""
+  if not check_block(block, where):
+    return
+  kind = block.get("kind")
+  if kind not in EMBEDDERS:
+    raise ConfigError(f"{where}.kind={kind!r}: expected one of {', '.join(EMBEDDERS)}")
+  check_settings(EMBEDDERS[kind], {k: v for k, v in block.items() if k != "kind"}, where, f"{kind} embedder")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Cross-field rules; raises ConfigError naming the key."""
   if not config.workdir:
@@ -38,8 +112,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not config.domains:
     raise ConfigError("domains: no domain configured")
   for name, block in config.backends.items():
-    if block.get("kind") not in KINDS:
-      raise ConfigError(f"backends.{name}.kind={block.get('kind')!r}: expected one of {', '.join(KINDS)}")
+    check_backend(block, f"backends.{name}")
+  check_embedder(config.embedder)
   for stage in LLM_STAGES:
     if stage_enabled(config, stage) and config[stage].backend not in config.backends:
       raise ConfigError(f"{stage}.backend={config[stage].backend!r}: no such entry in backends "
@@ -59,12 +133,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < config.sources.min_chars <= config.sources.max_chars:
     raise ConfigError("sources.min_chars / sources.max_chars: need 0 < min_chars <= max_chars")
   for name, block in config.domains.items():
-    if not block.get("corpus"):
-      raise ConfigError(f"domains.{name}.corpus: empty; give the domain's corpus JSONL")
     try:
-      domain_spec(name, block, f"domains.{name}")
+      spec = domain_spec(name, check_block(block, f"domains.{name}"), f"domains.{name}")
     except ValueError as e:
       raise ConfigError(str(e)) from None
+    if not block.get("corpus"):
+      raise ConfigError(f"domains.{spec.name}.corpus: empty; give the domain's corpus JSONL")
 
 
 __all__ = ["ConfigError", "load_config", "split_overrides", "stage_enabled", "validate"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
+from typing import Sequence
 
 import ml_collections
 
-from synth.backends import Backend, Sampling, make_backend
+from synth.backends import Backend, BackendError, Messages, Sampling, make_backend
 from synth.domains import DomainSpec, domain_spec
 from synth.embedders import Embedder, make_embedder
 from synth.sources import select_sources
@@ -39,6 +40,25 @@ class Context:
     if key not in self._backends:
       self._backends[key] = make_backend(self.config.backends[name], f"backends.{name}")
     return self._backends[key]
+
+  def chat(self, name: str, requests: Sequence[Messages], sampling: Sampling) -> list[str | None]:
+    """The answers of backend NAME to one unit's requests, one per request (None: that one request failed).
+
+    BackendError, prefixed with `backends.NAME`, when the backend fails or answers none of the requests: such
+    a unit got no answers, so it must not be recorded as done (a re-run after the backend is fixed does it).
+    """
+    try:
+      answers = self.backend(name).chat(requests, sampling)
+    except BackendError as e:
+      raise BackendError(f"backends.{name}: {e}") from e
+    if requests and all(answer is None for answer in answers):
+      raise BackendError(f"backends.{name} ({self._describe_backend(name)}): no answer to any of the "
+                         f"{len(requests)} requests of a unit; nothing of it is recorded")
+    return answers
+
+  def _describe_backend(self, name: str) -> str:
+    block = self.config.backends.get(name) or {}
+    return " ".join(str(x) for x in (block.get("kind"), block.get("base_url") or block.get("model")) if x)
 
   def embedder(self) -> Embedder:
     """The mining embedder of `embedder`, built on first use."""

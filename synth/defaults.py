@@ -1,10 +1,10 @@
-"""The keys every synthesis config has, with the paper's settings where METHOD.md section 4 gives them."""
+"""The keys every synthesis config has, with the paper's settings where the paper gives them (docs/method.md#data-synthesis)."""
 
 from __future__ import annotations
 
 import ml_collections
 
-# METHOD.md section 4: target query length (words) and education level, with sampling weights.
+# docs/method.md#data-synthesis: target query length (words) and education level, with sampling weights.
 LENGTHS = (("fewer than 100 words", 1), ("100 to 200 words", 2), ("200 to 300 words", 3),
            ("300 to 400 words", 3), ("400 to 500 words", 2), ("at least 500 words", 1))
 LEVELS = (("high school", 1), ("college", 2), ("PhD", 2))

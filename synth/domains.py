@@ -1,6 +1,6 @@
 """Per-domain settings of the synthesis: what a query looks like, what relevance means, (G, batch).
 
-The 12 BRIGHT domains are presets (METHOD.md sections 3-5); a user's own corpus is a domain whose
+The 12 BRIGHT domains are presets (docs/method.md#per-domain-batches, #query-instructions); a user's own corpus is a domain whose
 config block gives these fields itself.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Mapping
+
+from rejax.data.records import DOMAIN_PATTERN
 
 STACKEXCHANGE = {
   "biology": ("Biology", "a Biology"), "earth_science": ("Earth Science", "an Earth Science"),
@@ -83,9 +85,19 @@ BRIGHT: dict[str, DomainSpec] = {
 FIELDS = tuple(f.name for f in dataclasses.fields(DomainSpec) if f.name != "name")
 
 
+def check_domain_name(name: str, where: str) -> str:
+  """`name` when it is a domain name (rejax.data.convert's rule: lowercase letters, digits and `_`), else a
+  ValueError naming `where`: a domain names files under the workdir, so `../x`, `/abs` or `a/b` could escape it."""
+  if not isinstance(name, str) or not DOMAIN_PATTERN.fullmatch(name):
+    raise ValueError(f"{where}: {name!r} is not a domain name; a domain names files under the workdir, so use "
+                     "lowercase letters, digits and `_` (e.g. biology)")
+  return name
+
+
 def domain_spec(name: str, block: Mapping, where: str) -> DomainSpec:
   """The spec of a configured domain: its BRIGHT preset (`preset`, default the domain's name when it is a
   BRIGHT domain) with the block's non-empty fields on top; a field left unset without a preset is an error."""
+  check_domain_name(name, "domains")
   preset_name = block.get("preset") or (name if name in BRIGHT else "")
   if preset_name and preset_name not in BRIGHT:
     raise ValueError(f"{where}.preset={preset_name!r}: not a BRIGHT domain ({', '.join(BRIGHT)})")

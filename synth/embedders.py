@@ -77,6 +77,9 @@ class HashingEmbedder:
     return out / np.where(norms > 0, norms, 1)
 
 
+EMBEDDERS = {"rejax": RejaxEmbedder, "sentence-transformers": SentenceTransformerEmbedder, "hashing": HashingEmbedder}
+
+
 def make_embedder(config: Mapping, where: str = "embedder") -> Embedder:
   """The embedder a config block describes: `kind` ("rejax", "sentence-transformers" or "hashing"), `model`,
   settings."""
@@ -84,13 +87,10 @@ def make_embedder(config: Mapping, where: str = "embedder") -> Embedder:
 
   config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   kind = config.pop("kind", None)
-  if kind == "hashing":
-    return HashingEmbedder(**config)
-  if "model" not in config:
-    raise ValueError(f"{where}.model: missing")
-  model = resolve_model(config.pop("model"))
-  if kind == "rejax":
-    return RejaxEmbedder(model, **config)
-  if kind == "sentence-transformers":
-    return SentenceTransformerEmbedder(model, **config)
-  raise ValueError(f"{where}.kind={kind!r}: expected 'rejax', 'sentence-transformers' or 'hashing'")
+  if kind not in EMBEDDERS:
+    raise ValueError(f"{where}.kind={kind!r}: expected {', '.join(map(repr, EMBEDDERS))}")
+  if kind != "hashing":
+    if "model" not in config:
+      raise ValueError(f"{where}.model: missing")
+    config["model"] = resolve_model(config["model"])
+  return EMBEDDERS[kind](**config)

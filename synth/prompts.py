@@ -1,4 +1,4 @@
-"""The prompts of each stage (our own wording of METHOD.md section 4), as chat messages."""
+"""The prompts of each stage (our own wording of the paper's, docs/method.md#data-synthesis), as chat messages."""
 
 from __future__ import annotations
 

@@ -15,12 +15,12 @@ import hashlib
 import json
 import os
 import pathlib
-import sys
 from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
 from rejax.eval.rows import read_rows
+from synth.report import redact, say
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +46,12 @@ class Shard:
 
 
 def write_jsonl_atomic(path: pathlib.Path, rows: Iterable[dict]) -> None:
-  """Writes rows as JSONL via a temporary file and a rename: `path` exists only complete."""
+  """Writes rows as JSONL via a temporary file and a rename: `path` exists only complete; secrets are redacted."""
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
   with open(tmp, "w", encoding="utf-8") as f:
     for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+      f.write(redact(json.dumps(row, ensure_ascii=False)) + "\n")
   os.replace(tmp, path)
 
 
@@ -96,8 +96,8 @@ class UnitRunner:
         bar.update(len(batch))
     missing = [u for u in range(n_units) if not self.unit_path(u).exists()]
     if missing:
-      print(f"[synth] {self.desc}: {len(missing)} of {n_units} units belong to other shards and are not done yet; "
-            "the last shard to finish merges them", file=sys.stderr)
+      say(f"{self.desc}: {len(missing)} of {n_units} units belong to other shards and are not done yet; "
+          "the last shard to finish merges them")
       return None
     return [row for u in range(n_units) for row in read_jsonl(self.unit_path(u))]
 

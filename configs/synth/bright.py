@@ -1,5 +1,5 @@
 """ReMixer as in the paper: the 12 BRIGHT domains, Qwen2.5-72B-Instruct queries, a Qwen3-8B annotator,
-gte-Qwen2-7B-instruct mining, on GPUs with vLLM (METHOD.md section 4).
+gte-Qwen2-7B-instruct mining, on GPUs with vLLM (docs/method.md#data-synthesis).
 
 COMMAND (ARG: a directory with the BRIGHT corpora and examples, see below):
 

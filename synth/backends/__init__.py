@@ -18,26 +18,35 @@ def resolve_model(model: str) -> str:
   return model
 
 
+def backend_class(kind: str, where: str) -> type:
+  """The class of a backend kind (its module imported; the heavy libraries load only when one is built)."""
+  if kind == "transformers":
+    from synth.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend
+  if kind == "vllm":
+    from synth.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend
+  if kind == "openai":
+    from synth.backends.openai_http import OpenAIBackend
+
+    return OpenAIBackend
+  raise ValueError(f"{where}.kind={kind!r}: expected one of {', '.join(KINDS)}")
+
+
 def make_backend(config: Mapping, where: str) -> Backend:
   """The backend a config block describes (`kind` plus that kind's settings); `where` names the block in errors."""
   config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # plain values all the way down
   kind = config.get("kind")
   settings = {k: v for k, v in config.items() if k != "kind"}
+  cls = backend_class(kind, where)
   if "model" not in settings:
     raise ValueError(f"{where}.model: missing")
-  if kind == "transformers":
-    from synth.backends.transformers_backend import TransformersBackend
-
-    return TransformersBackend(resolve_model(settings.pop("model")), **settings)
-  if kind == "vllm":
-    from synth.backends.vllm_backend import VLLMBackend
-
-    return VLLMBackend(resolve_model(settings.pop("model")), **settings)
-  if kind == "openai":
-    from synth.backends.openai_http import OpenAIBackend
-
-    return OpenAIBackend(**settings)
-  raise ValueError(f"{where}.kind={kind!r}: expected one of {', '.join(KINDS)}")
+  if kind != "openai":  # a served model is named as the server knows it
+    settings["model"] = resolve_model(settings["model"])
+  return cls(**settings)
 
 
-__all__ = ["Backend", "BackendError", "KINDS", "Messages", "Sampling", "continues", "make_backend", "resolve_model"]
+__all__ = ["Backend", "BackendError", "KINDS", "Messages", "Sampling", "backend_class", "continues", "make_backend",
+           "resolve_model"]

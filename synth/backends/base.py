@@ -14,7 +14,10 @@ Messages = Sequence[Mapping[str, str]]
 
 
 class BackendError(RuntimeError):
-  """The backend could not serve a batch at all (server down, retries exhausted): nothing is persisted."""
+  """The backend could not serve a batch (bad key, server down, retries exhausted, no answer to any request).
+
+  The message is one line naming the backend (URL) and the cause; the unit in flight is not persisted.
+  """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,29 +1,39 @@
 """Generation through any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, SGLang, `transformers serve`).
 
-Requests run `concurrency` at a time. A request that times out, cannot connect, or gets HTTP 408, 429
-or 5xx is retried with exponential backoff (a server's `Retry-After` is honoured); when its retries
-run out the whole batch fails with BackendError, so nothing of it is persisted and a re-run retries it.
-Any other HTTP error rejects that one request (its answer is None; the stage counts it as dropped).
-The API key is read from an environment variable and sent only in the Authorization header: it is never
-logged, printed or put in an error message.
+Requests run `concurrency` at a time. What an HTTP failure means decides what happens to the batch:
+  HTTP 400, 413, 422   the server refuses that one request (too long for the context, say): its answer is None
+                       and the stage counts it as dropped; a batch whose every request is refused fails instead
+  HTTP 408, 429, 5xx,  transient: retried with exponential backoff (a server's `Retry-After` is honoured)
+  timeouts, no connection
+  anything else        the server cannot serve any request (401/403 a bad key, 404 a wrong base_url or model):
+                       the batch fails at once
+A failed batch raises BackendError (one line: URL and cause) after the other requests are stopped, so
+nothing of it is persisted and a re-run after the server is fixed does the work. The API key is read from
+an environment variable, sent only in the Authorization header and registered with synth.report, so an
+error body or answer that echoes it is printed and written as `***`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import json
 import os
 import random
 import socket
-import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 from typing import Any, Mapping, Sequence
 
 from synth.backends.base import BackendError, Messages, Sampling, continues
+from synth.report import redact, register_secret, say
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+REJECTED_STATUS = {400, 413, 422}  # about one request; any other status is about the server
+TRANSPORT_ERRORS = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException)
+DETAIL_CHARS = 200  # of an error body, in a message
+BODY_BYTES = 1 << 16  # read (and redacted) before the message takes its first DETAIL_CHARS
 
 
 class OpenAIBackend:
@@ -36,6 +46,7 @@ class OpenAIBackend:
     self.model = model
     self.api_key_env = api_key_env
     self._api_key = os.environ.get(api_key_env) if api_key_env else None
+    register_secret(self._api_key)
     self.concurrency, self.timeout_s = concurrency, timeout_s
     self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
     self.extra_body = dict(extra_body or {})
@@ -56,50 +67,96 @@ class OpenAIBackend:
     return body
 
   def chat(self, requests: Sequence[Messages], sampling: Sampling) -> list[str | None]:
-    """Each request's `choices[0].message.content`, in order; None for a request the server rejected."""
-    futures = [self._pool.submit(self._post, self.payload(m, sampling), i) for i, m in enumerate(requests)]
-    try:
-      return [f.result() for f in futures]
-    except BackendError:
+    """Each request's `choices[0].message.content`, in order; None for a request the server refused.
+
+    Raises BackendError when a request cannot be served (the others are stopped) or every one is refused.
+    """
+    stop = threading.Event()
+    futures = [self._pool.submit(self._post, self.payload(m, sampling), stop) for m in requests]
+    concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+    if failed is not None:
+      stop.set()
       for f in futures:
         f.cancel()
-      raise
+      raise failed.exception()
+    results = [f.result() for f in futures]
+    refused = [(i, why) for i, (_, why) in enumerate(results) if why]
+    if refused and len(refused) == len(results):
+      raise BackendError(f"{self.url}: the server refused all {len(results)} requests of the batch; "
+                         f"first: {refused[0][1]}")
+    for i, why in refused:
+      say(f"{self.url}: request {i} refused: {why}")
+    return [answer for answer, _ in results]
 
-  def _post(self, body: dict, index: int) -> str | None:
+  def _post(self, body: dict, stop: threading.Event) -> tuple[str | None, str]:
+    """(answer, "") or (None, why the server refused this request); BackendError when it cannot be served."""
     data = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if self._api_key:
       headers["Authorization"] = f"Bearer {self._api_key}"
     for attempt in range(self.max_retries + 1):
-      wait, why = None, ""
+      if stop.is_set():  # another request of the batch failed: its error is the batch's
+        return None, ""
+      wait = None
       try:
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-          return _content(json.loads(response.read()))
+          return self._content(response.read()), ""
       except urllib.error.HTTPError as e:
-        detail = e.read()[:300].decode("utf-8", "replace")
+        why = redact(_one_line(f"HTTP {e.code} {e.reason}: {_detail(e)}"))
+        if e.code in REJECTED_STATUS:
+          return None, why
         if e.code not in RETRY_STATUS:
-          print(f"[synth] {self.url}: request {index} rejected: HTTP {e.code}: {detail}", file=sys.stderr)
-          return None
-        why, wait = f"HTTP {e.code}: {detail}", _retry_after(e.headers)
-      except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-        why = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-      except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-        print(f"[synth] {self.url}: request {index}: malformed response ({type(e).__name__}: {e})", file=sys.stderr)
-        return None
+          raise BackendError(f"{self.url}: {why}{self._key_hint(e.code)}") from None
+        wait = _retry_after(e.headers)
+      except TRANSPORT_ERRORS as e:
+        why = self._transport_failure(e)
       if attempt == self.max_retries:
-        raise BackendError(f"{self.url}: request {index} failed after {self.max_retries + 1} attempts; last: {why}")
+        raise BackendError(f"{self.url}: a request failed after {self.max_retries + 1} attempts; last: {why}")
       delay = wait if wait is not None else min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
-      time.sleep(delay * (1 + 0.1 * random.random()))  # jitter keeps concurrent retries apart
+      stop.wait(delay * (1 + 0.1 * random.random()))  # jitter keeps concurrent retries apart
     raise AssertionError("unreachable")
+
+  def _content(self, raw: bytes) -> str | None:
+    """`choices[0].message.content` of a response body; BackendError when it is not a chat completion."""
+    try:
+      return json.loads(raw)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+      raise BackendError(f"{self.url}: HTTP 200 but not a chat completion ({type(e).__name__}: "
+                         f"{redact(_one_line(str(e)))}); is base_url the server's /v1 address?") from None
+
+  def _key_hint(self, status: int) -> str:
+    if status not in (401, 403):
+      return ""
+    if not self.api_key_env:
+      return " (no API key is sent: api_key_env is empty)"
+    return f" (the API key comes from ${self.api_key_env}, which is {'set' if self._api_key else 'not set'})"
+
+  def _transport_failure(self, error: BaseException) -> str:
+    reason = getattr(error, "reason", error)
+    if isinstance(reason, ConnectionRefusedError):
+      return "connection refused (is the server running?)"
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+      return f"no answer within timeout_s={self.timeout_s:g}"
+    return redact(_one_line(f"{type(reason).__name__}: {reason}"))
 
   def close(self) -> None:
     """Stops the worker threads."""
     self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _content(response: dict) -> str | None:
-  return response["choices"][0]["message"]["content"]
+def _one_line(text: str) -> str:
+  return " ".join(text.split())
+
+
+def _detail(error: urllib.error.HTTPError) -> str:
+  """The start of an error body on one line, the key taken out (a server may echo the request's headers)."""
+  try:
+    body = error.read(BODY_BYTES).decode("utf-8", "replace")
+  except (OSError, http.client.HTTPException):
+    body = ""
+  return _one_line(redact(body))[:DETAIL_CHARS] or "(empty body)"
 
 
 def _retry_after(headers) -> float | None:

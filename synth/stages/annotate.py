@@ -26,19 +26,18 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
   block, spec, corpus = ctx.config.annotate, ctx.domains[domain], ctx.corpus(domain)
   queries = {q["qid"]: q["query"] for q in read_jsonl(ctx.require("generate", domain))}
   items = [{"qid": m["qid"], "doc_id": d} for m in read_jsonl(ctx.require("mine", domain)) for d in m["candidates"]]
-  backend = ctx.backend(block.backend)
 
   def process(batch):
     sampling = ctx.sampling(NAME, domain, batch[0]["qid"], batch[0]["doc_id"])
     requests = [annotate_messages(spec, queries[it["qid"]], corpus[it["doc_id"]]) for it in batch]
-    answers = backend.chat(requests, sampling)
+    answers = ctx.chat(block.backend, requests, sampling)
     scores = [parse_score(a) if a is not None else None for a in answers]
     completed = set()
     if block.score_completion:
       redo = [i for i, (a, s) in enumerate(zip(answers, scores)) if s is None and a]
       if redo:
-        tails = backend.chat([[*requests[i], score_prefix(answers[i])] for i in redo],
-                             dataclasses.replace(sampling, max_tokens=COMPLETION_TOKENS))
+        tails = ctx.chat(block.backend, [[*requests[i], score_prefix(answers[i])] for i in redo],
+                         dataclasses.replace(sampling, max_tokens=COMPLETION_TOKENS))
         for i, tail in zip(redo, tails):
           scores[i] = parse_completed_score(tail)
           completed.add(i)

@@ -19,11 +19,10 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
   """The filter's summary for one domain (in: corpus documents; out: sources kept)."""
   corpus, spec = ctx.corpus(domain), ctx.domains[domain]
   ids, not_sources = ctx.sources(domain)
-  backend = ctx.backend(ctx.config.filter.backend)
 
   def process(batch):
-    answers = backend.chat([filter_messages(spec, corpus[item["doc_id"]]) for item in batch],
-                           ctx.sampling(NAME, domain, batch[0]["doc_id"]))
+    requests = [filter_messages(spec, corpus[item["doc_id"]]) for item in batch]
+    answers = ctx.chat(ctx.config.filter.backend, requests, ctx.sampling(NAME, domain, batch[0]["doc_id"]))
     rows = []
     for item, answer in zip(batch, answers):
       verdict = parse_yes_no(answer) if answer is not None else None

@@ -1,4 +1,4 @@
-"""format: released-format records (METHOD.md section 3) and the ArrayRecord dataset rejax trains from.
+"""format: released-format records (docs/method.md#training-data) and the ArrayRecord dataset rejax trains from.
 
 Score >= `format.pos_min_score` is a positive, 1..`format.neg_max_score` a hard negative (candidate
 order kept); queries lacking either (or, with the reason stage on, a reasoning_query) are dropped.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import collections
 import pathlib
-import sys
 
 from synth.config import stage_enabled
 from synth.context import Context
+from synth.report import say
 from synth.summary import StageSummary
 from synth.units import read_jsonl, write_jsonl_atomic
 
@@ -82,9 +82,9 @@ def finish(ctx: Context) -> pathlib.Path | None:
                          f"delete {output} to convert again")
     return output
   for domain in sorted(set(counts) - set(wanted)):
-    print(f"[synth] format {domain}: no records, left out of {output}", file=sys.stderr)
+    say(f"format {domain}: no records, left out of {output}")
   if not wanted:
     return None
   manifest = convert([str(jsonl_path(ctx, d)) for d in sorted(wanted)], output)
-  print(f"[synth] wrote {manifest['records']} records to {output}", file=sys.stderr)
+  say(f"wrote {manifest['records']} records to {output}")
   return output

@@ -54,12 +54,11 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
   corpus, spec = ctx.corpus(domain), ctx.domains[domain]
   items, n_in, not_sources = plan(ctx, domain)
   block = ctx.config.generate
-  backend = ctx.backend(block.backend)
 
   def process(batch):
     prefix = [{"role": "assistant", "content": block.response_prefix}] if block.response_prefix else []
     requests = [generate_messages(spec, corpus[it["source_id"]], it["length"], it["level"]) + prefix for it in batch]
-    answers = backend.chat(requests, ctx.sampling(NAME, domain, batch[0]["source_id"]))
+    answers = ctx.chat(block.backend, requests, ctx.sampling(NAME, domain, batch[0]["source_id"]))
     rows = []
     for item, answer in zip(batch, answers):
       query, drop = judge(answer)

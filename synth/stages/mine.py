@@ -1,4 +1,4 @@
-"""mine: hard-negative candidates for each query, searched WITHOUT its source (METHOD.md section 4, step 2).
+"""mine: hard-negative candidates for each query, searched WITHOUT its source (docs/method.md#data-synthesis).
 
 Queries are embedded with the domain instruction, the whole domain corpus without; a flat inner-product
 search (rejax.eval.search) gives the top `mine.top_k`; the first `mine.keep` whose text is not the

@@ -1,6 +1,6 @@
 """reason: a `reasoning_query` per query, an LLM rewrite that reasons about what the query needs.
 
-The authors did not publish how theirs were made (METHOD.md section 4); ours asks for the essential
+The authors did not publish how theirs were made (docs/method.md#data-synthesis); ours asks for the essential
 problem, the knowledge an answer needs, and a sketch of the answer, in BRIGHT's spirit. Only queries
 that the format stage will keep (at least one positive and one negative) are rewritten. Writes
 `reason/DOMAIN.jsonl` rows `{"qid", "reasoning_query"}`.
@@ -33,11 +33,10 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
       skipped["no negative (format drops it)"] += 1
     else:
       items.append({"qid": q["qid"], "query": q["query"]})
-  backend = ctx.backend(ctx.config.reason.backend)
 
   def process(batch):
-    answers = backend.chat([reason_messages(spec, it["query"]) for it in batch],
-                           ctx.sampling(NAME, domain, batch[0]["qid"]))
+    answers = ctx.chat(ctx.config.reason.backend, [reason_messages(spec, it["query"]) for it in batch],
+                       ctx.sampling(NAME, domain, batch[0]["qid"]))
     rows = []
     for item, answer in zip(batch, answers):
       text = (answer or "").strip()
