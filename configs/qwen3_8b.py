@@ -1,4 +1,4 @@
-"""ReasonEmbed-Qwen3-8B: the paper's recipe (METHOD.md sections 1-3) on Qwen/Qwen3-8B.
+"""ReasonEmbed-Qwen3-8B: the paper's recipe (docs/method.md#training-recipe) on Qwen/Qwen3-8B.
 
 LoRA r32/alpha64/dropout 0.1 on all projections, RI-InfoNCE (tau 0.02, kappa 5, from step 100), AdamW lr
 1e-4 with 10% warmup and linear decay, clip 1.0, bf16 compute with full remat, 512 tokens, one epoch of

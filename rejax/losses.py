@@ -1,4 +1,4 @@
-"""InfoNCE and RI-InfoNCE (ReasonEmbed's Redapter) over the global batch; METHOD.md section 2 is the spec.
+"""InfoNCE and RI-InfoNCE (ReasonEmbed's Redapter) over the global batch, as docs/method.md#ri-infonce describes.
 
 Layout: q, q_reason [B, D]; p [B*G, D] with query i's positive at row i*G and its G-1 hard negatives after it.
 Every query is scored against all B*G passages, so in-batch and (under jit on global arrays) cross-device

@@ -20,7 +20,7 @@ import pathlib
 import random
 import sys
 
-DOMAINS = {  # domain -> (records, instruction of METHOD.md section 5)
+DOMAINS = {  # domain -> (records, instruction: docs/method.md#query-instructions)
   "biology": (24, "Given a Biology post, retrieve relevant passages that help answer the post."),
   "earth_science": (20, "Given an Earth Science post, retrieve relevant passages that help answer the post."),
   "economics": (12, "Given an Economics post, retrieve relevant passages that help answer the post."),

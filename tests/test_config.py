@@ -20,10 +20,10 @@ def test_paper_configs_validate_on_their_meshes(name, preset):
   config = load_config_file(f"{CONFIGS / name}.py:{preset}")
   validate(config, DEVICES[preset])
   assert (config.loss.kind, config.loss.temperature, config.loss.ri_start_step, config.loss.ri_clamp_max) == \
-      ("ri_infonce", 0.02, 100, 5.0)  # METHOD.md section 2
+      ("ri_infonce", 0.02, 100, 5.0)  # docs/method.md#ri-infonce
   assert (config.model.lora.rank, config.model.lora.alpha, config.optim.lr) == (32, 64.0, 1e-4)
   passages = {batch * group for batch, group in config.data.domains.values()}
-  assert passages == {1024}  # METHOD.md section 3: every step holds 1,024 passages
+  assert passages == {1024}  # every step holds 1,024 passages: docs/method.md#per-domain-batches
 
 
 def test_tiny_config_validates_on_one_device():

@@ -1,4 +1,4 @@
-"""`rejax encode`: the DESIGN.md contract, checked against transformers on the same checkpoint."""
+"""`rejax encode` (docs/architecture.md#commands), checked against transformers on the same checkpoint."""
 
 import json
 

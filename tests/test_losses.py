@@ -1,5 +1,5 @@
-"""The losses equal METHOD.md section 2 written out in plain numpy (float64), and carry gradients only where
-the method says."""
+"""The losses equal docs/method.md#infonce and docs/method.md#ri-infonce written out in plain numpy (float64),
+and carry gradients only where the method says."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Formatting and tokenisation: the METHOD.md section 1 rules, on the real Qwen3 and Llama-3.1 tokenizers."""
+"""Formatting and tokenisation: the rules of docs/method.md#embedding, on the real Qwen3 and Llama-3.1 tokenizers."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -24,8 +24,8 @@ import numpy as np
 from rejax.data import sampling, text
 from rejax.data.convert import read_manifest
 
-# METHOD.md section 3: (global batch = per-device batch x 8 devices, group size G); every step
-# holds 1,024 passages.
+# The paper's (global batch = per-device batch x 8 devices, group size G) per domain; every step
+# holds 1,024 passages (docs/method.md#per-domain-batches).
 PAPER_DOMAIN_SETTINGS = {
   **{d: (64, 16) for d in ("biology", "earth_science", "economics", "psychology", "robotics",
                            "stackoverflow", "sustainable_living", "aops", "theoremqa_questions",

@@ -23,7 +23,7 @@ METRICS = {"ndcg@10": "nDCG@10", "recall@10": "Recall@10", "recall@100": "Recall
 
 
 def average_over_tasks(per_task: dict[str, dict]) -> dict[str, float]:
-  """The unweighted mean of each metric over the tasks (METHOD.md: BRIGHT's average)."""
+  """The unweighted mean of each metric over the tasks, as BRIGHT averages (docs/method.md#metrics)."""
   return {m: math.fsum(r[m] for r in per_task.values()) / len(per_task) for m in METRICS}
 
 

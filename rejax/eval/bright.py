@@ -19,7 +19,7 @@ from rejax.eval.rows import ID, list_of, read_split
 
 HUB_ID = "xlangai/BRIGHT"
 
-# The paper's task order (METHOD.md section 5), and the query instruction of each task.
+# The paper's task order, and the query instruction of each task (docs/method.md#query-instructions).
 INSTRUCTIONS = {
     "biology": "Given a Biology post, retrieve relevant passages that help answer the post.",
     "earth_science": "Given an Earth Science post, retrieve relevant passages that help answer the post.",
@@ -75,7 +75,7 @@ def load_bright_task(root: str | pathlib.Path, task: str, *, long_documents: boo
   """One BRIGHT task: queries and gold ids from `examples`, the corpus from `documents` (or `long_documents`).
 
   Every gold id is relevant with grade 1; `excluded_ids` (less BRIGHT's "N/A") are each query's ids to drop
-  from its ranking before the cut. `instruction` defaults to the task's from METHOD.md.
+  from its ranking before the cut. `instruction` defaults to the task's (INSTRUCTIONS).
   """
   root = pathlib.Path(root)
   check_tasks([task])

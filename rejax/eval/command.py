@@ -17,7 +17,7 @@ import pathlib
 import sys
 from typing import Callable
 
-# Max tokens per text when --max-length is not given (METHOD.md section 5; BEIR datasets: the encode default).
+# Max tokens per text when --max-length is not given (docs/method.md#protocol; BEIR datasets: the encode default).
 PROTOCOL_MAX_LENGTH = {"bright": 8192, "r2med": 512, "dataset": 512}
 
 

@@ -8,8 +8,8 @@ A local directory holds one such folder per task (`DIR/Biology/corpus.jsonl`, ..
 BEIR layout (`corpus.jsonl` with `_id`, `queries.jsonl`, `qrels/test.tsv`) works too. The hub org id
 `R2MED` fetches the task repos when online.
 
-METHOD.md names the tasks and the protocol (max length 512) but not the query instructions; the ones
-below are ours, in the style of BRIGHT's, and `--instruction` overrides them.
+The paper names the tasks and the protocol (max length 512) but not the query instructions; the ones
+below are ours, in the style of BRIGHT's, and `--instruction` overrides them (docs/method.md#r2med).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FILES = ("corpus.jsonl", "query.jsonl", "qrels.jsonl")
 TEXT_FIELDS = {"id": ID, "text": str}  # corpus.jsonl and query.jsonl
 QRELS_FIELDS = {"q_id": ID, "p_id": ID, "score": int}
 
-# The paper's task order (METHOD.md section 5).
+# The paper's task order.
 INSTRUCTIONS = {
     "Biology": "Given a Biology post, retrieve relevant passages that help answer the post.",
     "Bioinformatics": "Given a Bioinformatics post, retrieve relevant passages that help answer the post.",
@@ -53,7 +53,7 @@ def r2med_task_dir(source: str | pathlib.Path, task: str) -> pathlib.Path:
 
 
 def load_r2med_task(source: str | pathlib.Path, task: str, *, instruction: str | None = None) -> RetrievalDataset:
-  """One R2MED task with its instruction (METHOD.md protocol; `instruction` overrides ours)."""
+  """One R2MED task with its instruction (ours unless `instruction` is given; docs/method.md#r2med)."""
   folder = r2med_task_dir(source, task)
   instruction = instruction if instruction is not None else INSTRUCTIONS[task]
   if not (folder / "qrels.jsonl").is_file() and (folder / "qrels" / "test.tsv").is_file():

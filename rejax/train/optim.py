@@ -1,4 +1,5 @@
-"""The optimizer of METHOD.md section 1 as optax: AdamW, 10% linear warmup then linear decay to 0, clip 1.0.
+"""The optimizer of the recipe (docs/method.md#training-recipe) as optax: AdamW, 10% linear warmup then linear
+decay to 0, clip 1.0.
 
 Matches `torch.optim.AdamW` + `transformers.get_linear_schedule_with_warmup` + `clip_grad_norm_` step for
 step (tests/test_optim.py), including HF's first step at lr 0 and its ceil(total * ratio) warmup.

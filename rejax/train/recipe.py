@@ -1,4 +1,4 @@
-"""The paper's recipe (METHOD.md sections 1-3) as one ConfigDict: `configs/*.py` start from it."""
+"""The paper's recipe (docs/method.md#training-recipe) as one ConfigDict: `configs/*.py` start from it."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def paper_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-8
   c.optim.weight_decay = 0.0
   c.optim.clip_norm = 1.0
-  c.optim.grad_divisor = 1.0  # 8.0 reproduces the 8-GPU reference's DDP averaging exactly (METHOD.md section 2)
+  c.optim.grad_divisor = 1.0  # 8.0 reproduces the 8-GPU reference's DDP averaging exactly (docs/method.md#gradient-scale)
   c.optim.grad_cache_chunk = 0  # 0 = off; N = GradCache with N rows per chunk
 
   c.eval = ml_collections.ConfigDict()  # dev evaluation during training (off by default)

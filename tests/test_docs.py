@@ -1,0 +1,78 @@
+"""docs/ stays true to the code: every `docs/PAGE.md#anchor` pointer names a real heading, and method.md's
+tables of query instructions and per-domain batches equal the code's."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+from rejax.data.pipeline import PAPER_DOMAIN_SETTINGS
+from rejax.eval import bright
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+SOURCES = ("rejax", "synth", "tests", "scripts", "configs", "bench", "docs")
+SUFFIXES = {".py", ".md", ".sh", ".sbatch", ".toml"}
+
+
+def anchor_of(heading: str) -> str:
+  """The anchor GitHub gives a markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+  return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: pathlib.Path) -> set[str]:
+  return {anchor_of(m) for m in re.findall(r"^#{1,6} (.+)$", page.read_text(encoding="utf-8"), re.M)}
+
+
+def pointers() -> list[tuple[str, str, str]]:
+  """(where, page, anchor) of every `docs/PAGE.md#anchor` in the repo, and of every `(PAGE.md#anchor)` or
+  `(#anchor)` link inside docs/."""
+  found = []
+  files = [REPO / "README.md", REPO / "Makefile"] + [
+      f for top in SOURCES for f in sorted((REPO / top).rglob("*")) if f.is_file() and f.suffix in SUFFIXES]
+  for path in files:
+    if not path.is_file() or path == pathlib.Path(__file__):
+      continue
+    text = path.read_text(encoding="utf-8")
+    where = path.relative_to(REPO).as_posix()
+    found += [(where, page, anchor) for page, anchor in re.findall(r"docs/([\w.-]+\.md)#([\w-]+)", text)]
+    if path.parent == DOCS:
+      for page, anchor in re.findall(r"\]\(([\w.-]*\.md)?#([\w-]+)\)", text):
+        found.append((where, page or path.name, anchor))
+  return found
+
+
+def test_every_docs_pointer_names_an_existing_heading():
+  found = pointers()
+  assert found, "no docs/ pointers found at all"
+  broken = [f"{where}: docs/{page}#{anchor}" for where, page, anchor in found
+            if not (DOCS / page).is_file() or anchor not in anchors(DOCS / page)]
+  assert not broken, "pointers to missing docs headings:\n" + "\n".join(broken)
+
+
+def table_rows(section: str) -> list[list[str]]:
+  """The body rows of the first table under `## {section}` in method.md, as lists of cells."""
+  text = (DOCS / "method.md").read_text(encoding="utf-8")
+  body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+  rows = [line for line in body.splitlines() if line.startswith("|")]
+  return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def test_instruction_table_is_the_code_s():
+  assert [tuple(row) for row in table_rows("Query instructions")] == list(bright.INSTRUCTIONS.items())
+
+
+def test_per_domain_table_is_the_code_s():
+  rows = table_rows("Per-domain batches")
+  assert {row[0]: (int(row[1]), int(row[2])) for row in rows} == PAPER_DOMAIN_SETTINGS
+  for name, b, g, passages, per_device in rows:
+    assert int(passages) == int(b) * int(g) and int(per_device) * 8 == int(b), name
+
+
+@pytest.mark.parametrize("heading, anchor", [("RI-InfoNCE", "ri-infonce"), ("Data flow", "data-flow"),
+                                             ("Per-domain batches", "per-domain-batches"),
+                                             ("The method, as rejax implements it", "the-method-as-rejax-implements-it")])
+def test_anchor_of_follows_github(heading, anchor):
+  assert anchor_of(heading) == anchor
