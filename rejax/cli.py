@@ -1,8 +1,9 @@
-"""`rejax` command line: one subcommand per job (see DESIGN.md section 4 for the contract)."""
+"""`rejax` command line: one subcommand per job (the contract: docs/architecture.md#commands)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -63,6 +64,34 @@ def cmd_train(args: argparse.Namespace) -> None:
         process_id=args.process_id)
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+  import jax
+
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.plan import EXIT_DOES_NOT_FIT, format_table, plan
+  from rejax.train.topology import resolve_topology
+
+  config = apply_overrides(load_config_file(args.config), args.overrides)  # a bad key fails before any compile
+  if args.json:
+    from rejax.eval.rows import check_output_file
+
+    check_output_file(args.json, "--json")
+  try:  # the host's own accelerators are never used: the step is compiled for the topology's devices
+    jax.config.update("jax_platforms", "cpu")
+  except RuntimeError:
+    pass
+  topology = resolve_topology(args.topology, args.device_memory)
+  report = plan(config, topology, all_buckets=args.all_buckets, find_remedies=not args.no_remedies,
+                progress=lambda line: print(line, file=sys.stderr, flush=True))
+  print(format_table(report), flush=True)
+  if args.json:
+    from rejax.io import write_text_atomic
+
+    write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+  if not report["fits"]:
+    sys.exit(EXIT_DOES_NOT_FIT)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
   from rejax.train.export_run import export_run
 
@@ -120,6 +149,15 @@ def _step_arg(text: str) -> int | str:
   if not text.isdigit():
     raise argparse.ArgumentTypeError(f"expected a step number or `best`, got {text!r}")
   return non_negative_int(text)
+
+
+def _memory_arg(text: str) -> int:
+  from rejax.train.topology import parse_memory
+
+  try:
+    return parse_memory(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--process-id", type=non_negative_int)
   train.set_defaults(run=cmd_train)
 
+  plan = commands.add_parser("plan", help="compile the run's train step for a TPU topology or cpu:N without the "
+                                           "hardware: memory per device, fit, estimated speed; exit 3 if a shape "
+                                           "does not fit")
+  plan.add_argument("--config", required=True, help="configs/NAME.py[:ARG], as for rejax train")
+  plan.add_argument("--topology", required=True,
+                    help="a TPU topology (v5p:2x2x4, v5e:4x4, v6e:4x4, ...; needs rejax[tpu]) or cpu:N")
+  plan.add_argument("--json", type=pathlib.Path, help="also write the plan as JSON to this new file")
+  plan.add_argument("--device-memory", type=_memory_arg,
+                    help="memory per device to plan against, e.g. 16GiB (default: the chip's; cpu:N: RAM / N)")
+  plan.add_argument("--all-buckets", action="store_true",
+                    help="every (query, passage, reasoning) length bucket combination, not only the longest")
+  plan.add_argument("--no-remedies", action="store_true",
+                    help="do not search for the setting that makes a shape fit (each try is one more compile)")
+  plan.set_defaults(run=cmd_plan)
+
   export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")
   export.add_argument("--workdir", required=True, type=pathlib.Path)
   export.add_argument("--step", type=_step_arg,
@@ -224,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
   pairs.add_argument("--min-body-words", type=_any_int, default=20, help="a body needs a line of this many words")
   pairs.add_argument("--seed", type=int, default=0)
   pairs.set_defaults(run=cmd_data_pairs)
-  for leaf in (encode, evaluate, train, export, convert, pairs):
+  for leaf in (encode, evaluate, train, plan, export, convert, pairs):
     _add_debug_flag(leaf)
   return parser
 
@@ -239,8 +292,9 @@ def main(argv: list[str] | None = None) -> None:
   except ConfigError as e:
     sys.exit(f"rejax: error: {e}")
   args = build_parser().parse_args(argv)
-  if overrides and args.command != "train":
-    sys.exit(f"rejax {args.command}: error: --config.{overrides[0]}: only `rejax train` takes config overrides")
+  if overrides and args.command not in ("train", "plan"):
+    sys.exit(f"rejax {args.command}: error: --config.{overrides[0]}: only `rejax train` and `rejax plan` take "
+             "config overrides")
   args.overrides = overrides
   command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
   debug = args.debug or os.environ.get("REJAX_DEBUG", "") not in ("", "0")

@@ -5,6 +5,9 @@ stop with one line naming the problem (file:line, field, flag, id or directory),
 Three classes, each a table of cases and one parametrized test, plus a few direct tests: inputs that used to give
 a silently wrong result, exports that could lose data, and errors that used to surface as tracebacks. Most run `rejax.cli.main` in this process; one
 subprocess checks what a user's terminal shows (and that `--debug` / REJAX_DEBUG=1 bring the traceback back).
+Two more classes of direct tests: a second `rejax train` on a workdir in use (refused, naming the holder; a stale or
+killed holder's lock taken over), and writes a full disk or a read-only target refuses (one line, no temporary
+left, the previous output intact, and the same command working once there is space).
 """
 
 from __future__ import annotations
@@ -579,3 +582,559 @@ def test_a_damaged_embedding_cache_file_is_recomputed_and_replaced(tmp_path, cap
   assert f"cached embeddings {path} are " in err and "recomputing" in err
   assert np.array_equal(np.load(path), good)  # replaced whole: the next run reads it from the cache
   assert np.array_equal(cached(tmp_path, "k", lambda: 1 / 0, "corpus"), good)
+
+
+# ------------------------------------------------------------------- class 4: two runs on one workdir
+# `rejax train` holds WORKDIR/run.lock (rejax.train.lock): a second run on the workdir stops at once, naming the
+# holder; a lock whose holder is gone (killed: the kernel dropped its flock) is taken over with a warning.
+TINY = ROOT / "configs" / "tiny.py"
+MESH_8 = ["--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]  # the suite's 8 CPU devices
+
+
+def train_argv(workdir: pathlib.Path, *overrides: str) -> list:
+  """`rejax train` of configs/tiny.py on the suite's 8 devices."""
+  return ["train", "--config", TINY, "--workdir", workdir, *MESH_8, *overrides]
+
+
+# Past the lock, the run fails at once: what a lock test needs without the cost of training.
+NO_MODEL = "--config.model.path=/no/such/model"
+
+
+@pytest.fixture
+def lock_holder():
+  """Starts a process that takes the lock of a workdir (`rejax.train.lock.RunLock`) and holds it until its stdin
+  closes; yields the function that starts one and returns its Popen."""
+  procs = []
+
+  def start(workdir: pathlib.Path) -> subprocess.Popen:
+    code = ("import sys; from rejax.train.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(workdir)], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    procs.append(proc)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+  yield start
+  for proc in procs:
+    if proc.poll() is None:
+      proc.stdin.close()
+      proc.wait(timeout=60)
+
+
+def dead_pid() -> int:
+  """The pid of a process that has ended."""
+  return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                            text=True, check=True).stdout)
+
+
+def stale_lock(workdir: pathlib.Path, pid: int, host: str | None = None) -> pathlib.Path:
+  """WORKDIR/run.lock as a holder `pid` left it (no flock held), with its workdir; returns the lock file."""
+  import socket
+
+  from rejax.train.lock import LOCK_FILE
+
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / LOCK_FILE).write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                                               "started": "2024-01-02T03:04:05+00:00",
+                                               "workdir": str(workdir.resolve()), "argv": []}) + "\n")
+  return workdir / LOCK_FILE
+
+
+def test_a_second_run_on_a_held_workdir_is_refused_at_once_naming_the_holder(tmp_path, lock_holder, capsys):
+  import socket
+
+  workdir = tmp_path / "run"
+  holder = lock_holder(workdir)
+  since = json.loads((workdir / "run.lock").read_text())["started"]
+  message = check_failure(train_argv(workdir), capsys, 1,
+                          f"--workdir {workdir}: in use by another rejax train (pid {holder.pid} on "
+                          f"{socket.gethostname()}, since {since})", unchanged=[tmp_path])
+  assert "run.lock" in message  # and nothing was loaded or written: tmp_path is byte-identical (base_model, data)
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning_and_released_on_error(tmp_path, capsys):
+  from rejax.train.lock import RunLock
+
+  workdir = tmp_path / "run"
+  pid = dead_pid()
+  lock_file = stale_lock(workdir, pid)
+  code, message, stderr = cli(train_argv(workdir, NO_MODEL), capsys)
+  assert code == 1 and "/no/such/model: not a model directory" in message  # past the lock: the run went on
+  assert (f"warning: {lock_file}: taking over the stale lock of pid {pid} on " in stderr
+          and "since 2024-01-02T03:04:05+00:00" in stderr)
+  assert "Traceback" not in stderr
+  assert lock_file.read_text() == ""  # released, although the run failed
+  RunLock(workdir).acquire().release()  # and free
+
+
+def test_a_kill_9_holder_does_not_block_the_next_run(tmp_path, lock_holder, capsys):
+  import signal
+
+  workdir = tmp_path / "run"
+  holder = lock_holder(workdir)
+  holder.send_signal(signal.SIGKILL)  # no release: the body stays, the kernel drops the flock
+  holder.wait(timeout=60)
+  assert json.loads((workdir / "run.lock").read_text())["pid"] == holder.pid
+  code, message, stderr = cli(train_argv(workdir, NO_MODEL), capsys)
+  assert code == 1 and "not a model directory" in message and "in use" not in message
+  assert f"taking over the stale lock of pid {holder.pid}" in stderr
+
+
+def test_a_run_that_fails_before_writing_leaves_no_workdir(tmp_path, capsys):
+  """The lock creates the workdir; released on an early error, it removes it again (nothing else was written)."""
+  check_failure(train_argv(tmp_path / "new", NO_MODEL), capsys, 1, "not a model directory", unchanged=[tmp_path])
+  assert not (tmp_path / "new").exists()
+
+
+def test_a_live_holder_named_in_the_lock_is_refused_even_without_flock(tmp_path):
+  """A file system that does not enforce flock: the body names a process of this host that runs (and is older
+  than the lock) on this workdir. A copied workdir (another path in the body) or a reused pid is stale instead."""
+  import socket
+
+  from rejax.train.lock import Holder, RunLock, WorkdirInUseError
+
+  workdir = tmp_path / "run"
+  stale_lock(workdir, os.getppid())
+  body = json.loads((workdir / "run.lock").read_text())
+  body["started"] = "2999-01-01T00:00:00+00:00"  # the holder started before it took the lock
+  (workdir / "run.lock").write_text(json.dumps(body))
+  with pytest.raises(WorkdirInUseError, match=f"pid {os.getppid()} on {socket.gethostname()}.*does not enforce"):
+    RunLock(workdir).acquire()
+  copied = Holder(pid=os.getppid(), host=socket.gethostname(), started=body["started"], workdir="/elsewhere")
+  reused = Holder(pid=os.getppid(), host=socket.gethostname(), started="2000-01-01T00:00:00+00:00")
+  other_host = Holder(pid=os.getppid(), host="another-host", started=body["started"])
+  assert not any(h.still_running(workdir) for h in (copied, reused, other_host))
+
+
+def test_only_process_0_of_a_multi_host_run_takes_the_lock(tmp_path, lock_holder, monkeypatch):
+  """The processes of one run never refuse each other: process 1 touches no lock file; it stops only when
+  process 0 reports (by a broadcast) that another run holds the workdir."""
+  import jax
+  from jax.experimental import multihost_utils
+
+  from rejax.train.lock import WorkdirInUseError, lock_workdir
+
+  verdict = {"refused": 0}
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  monkeypatch.setattr(multihost_utils, "broadcast_one_to_all", lambda value: verdict["refused"])
+  workdir = tmp_path / "run"
+  lock_holder(workdir)  # held by "another run": process 1 does not look
+  assert lock_workdir(workdir) is None
+  verdict["refused"] = 1
+  with pytest.raises(WorkdirInUseError, match="process 0 of this run could not lock it"):
+    lock_workdir(workdir)
+
+
+LOCK_IN_TWO_PROCESSES = """
+import os, sys
+import jax
+from rejax.train import distributed
+from rejax.train.lock import lock_workdir, releases_workdir_lock
+
+@releases_workdir_lock
+def run(workdir):
+  lock = lock_workdir(workdir)
+  print(f"locked={lock is not None}", flush=True)
+
+distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+try:
+  run(sys.argv[3])
+except RuntimeError as e:
+  print(f"refused: {e}", flush=True)
+"""
+
+
+def test_the_two_processes_of_one_run_share_the_lock_and_are_refused_together(tmp_path, lock_holder):
+  """Real jax.distributed processes (2 on this host): process 0 takes the lock and process 1 does not refuse;
+  when another run holds the workdir, both stop, process 0 naming the holder."""
+  import socket
+
+  def both(workdir: pathlib.Path) -> list[str]:
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      coordinator = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", LOCK_IN_TWO_PROCESSES, coordinator, str(i), str(workdir)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for i in range(2)]
+    return [p.communicate(timeout=300)[0].strip().splitlines()[-1] for p in procs]
+
+  assert both(tmp_path / "free") == ["locked=True", "locked=False"]
+  holder = lock_holder(tmp_path / "held")
+  first, second = both(tmp_path / "held")
+  assert first.startswith(f"refused: --workdir {tmp_path / 'held'}: in use by another rejax train (pid {holder.pid} ")
+  assert second == f"refused: --workdir {tmp_path / 'held'}: process 0 of this run could not lock it (see its error)"
+
+
+# ------------------------------------------------------------ class 5: a disk that cannot take the write
+# Each write goes to a temporary sibling renamed into place (rejax.io): a full disk (ENOSPC) or a read-only target
+# (EROFS, EACCES) is one line naming what and where (and the bytes needed), removes the temporary, leaves the
+# previous output as it was; once there is space, the same command works. The faults are injected in this process.
+def no_temporaries(root: pathlib.Path) -> list[str]:
+  """The temporaries left under `root`: rejax.io's siblings and Orbax's unfinished saves."""
+  return [str(p) for p in root.rglob("*") if any(k in p.name for k in (".tmp", ".partial", ".old-", "-tmp"))]
+
+
+def full_disk_file(real, fail_after: int = 100, code: int = 28):
+  """A writable binary file that writes `fail_after` bytes, then raises OSError(code) (28: ENOSPC)."""
+
+  class Full:
+    def __init__(self, f):
+      self.f, self.written = f, 0
+
+    def write(self, data):
+      room = fail_after - self.written
+      if len(data) > room:
+        self.f.write(bytes(data[:max(room, 0)]))
+        self.f.flush()
+        raise OSError(code, os.strerror(code))
+      self.written += len(data)
+      return self.f.write(data)
+
+    def __getattr__(self, name):
+      return getattr(self.f, name)
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      self.f.close()
+
+  return Full(real)
+
+
+def disk_full_for_io(monkeypatch, fail_after: int = 100) -> None:
+  """rejax.io's file writes: the disk fills up after `fail_after` bytes."""
+  import builtins
+
+  import rejax.io
+
+  monkeypatch.setattr(rejax.io, "open", lambda path, mode="r", *a, **k: full_disk_file(
+      builtins.open(path, mode, *a, **k), fail_after), raising=False)
+
+
+def read_only_for_io(monkeypatch, directory: pathlib.Path) -> None:
+  """`directory` cannot be written: chmod 0o555 where that stops this user (not root); else rejax.io's opens
+  there fail with EROFS, as on a read-only mount."""
+  import builtins
+  import errno
+
+  import rejax.io
+
+  if os.geteuid() != 0:
+    directory.chmod(0o555)  # given back by the `writable_again` fixture
+    return
+
+  def read_only_open(path, mode="r", *a, **k):
+    if "w" in mode and pathlib.Path(path).parent == directory:
+      raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+    return builtins.open(path, mode, *a, **k)
+
+  monkeypatch.setattr(rejax.io, "open", read_only_open, raising=False)
+
+
+@pytest.fixture
+def writable_again(tmp_path):
+  """Gives tmp_path (and what is under it) its write permission back after a read-only case."""
+  yield
+  for path in [tmp_path, *tmp_path.rglob("*")]:
+    if path.is_dir() and not path.is_symlink():
+      path.chmod(0o755)
+
+
+def test_encode_on_a_full_disk_is_one_line_and_keeps_the_previous_output(tmp_path, encode_args, capsys,
+                                                                          monkeypatch):
+  write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}, {"text": "b"}])
+  disk_full_for_io(monkeypatch)
+  message = check_failure(encode_args, capsys, 1, f"could not write embeddings {tmp_path / 'out.npy'}: No space "
+                          "left on device (ENOSPC); it needs ", unchanged=[tmp_path])
+  assert " free there; the previous one is unchanged; free some space" in message
+  assert no_temporaries(tmp_path) == []
+  monkeypatch.undo()  # space is freed: the same command works
+  main([str(a) for a in encode_args])
+  assert np.load(tmp_path / "out.npy").shape[0] == 2 and no_temporaries(tmp_path) == []
+
+
+def test_encode_to_a_read_only_directory_is_one_line(tmp_path, encode_args, capsys, monkeypatch, writable_again):
+  write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
+  read_only_for_io(monkeypatch, tmp_path)
+  reason = "Permission denied (EACCES)" if os.geteuid() else "Read-only file system (EROFS)"
+  check_failure(encode_args, capsys, 1, f"could not write embeddings {tmp_path / 'out.npy'}: {reason}",
+                unchanged=[tmp_path])
+  assert no_temporaries(tmp_path) == []
+
+
+def test_base_model_copy_on_a_full_disk_leaves_no_half_model(tmp_path, capsys, monkeypatch):
+  """The workdir's base_model (tokenizer files + config.json) is built in a hidden sibling: a copy cut by a full
+  disk leaves neither base_model nor the sibling, and the workdir the run created is gone again."""
+  import errno
+
+  real_copy = shutil.copy
+
+  def copy_half(src, dst, *a, **k):
+    pathlib.Path(dst).write_bytes(pathlib.Path(src).read_bytes()[:1000])
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+  monkeypatch.setattr(shutil, "copy", copy_half)
+  workdir = tmp_path / "run"
+  check_failure(train_argv(workdir), capsys, 1, f"could not write the base model {workdir / 'base_model'}: No space "
+                "left on device (ENOSPC); it needs ", unchanged=[tmp_path])
+  assert not workdir.exists()
+  monkeypatch.setattr(shutil, "copy", real_copy)  # space is freed: the next run builds it whole
+  from rejax.train.config import load_config_file
+  from rejax.train.workdir import base_model_dir
+
+  base = base_model_dir(load_config_file(str(TINY)), workdir)
+  assert (base / "config.json").is_file() and (base / "tokenizer.json").is_file()
+  assert sorted(p.name for p in workdir.iterdir()) == ["base_model"]
+
+
+def test_metrics_truncation_on_a_full_disk_keeps_the_file(tmp_path, monkeypatch):
+  """A resumed run rewrites metrics.jsonl without the steps past its checkpoint; a full disk keeps it whole."""
+  from rejax.io import WriteError
+  from rejax.train.logger import RunLogger
+
+  metrics = tmp_path / "metrics.jsonl"
+  write_jsonl(metrics, [{"step": s, "loss": 1.0 / s} for s in range(1, 9)])
+  (tmp_path / "metrics.jsonl.tmp").write_text("left by an earlier version")
+  before = snapshot(metrics)
+  disk_full_for_io(monkeypatch)
+  with pytest.raises(WriteError) as info:
+    RunLogger(tmp_path, total_steps=8, start_step=4)
+  assert str(info.value).startswith(f"could not write metrics {metrics}: No space left on device (ENOSPC); "
+                                    "it needs ") and "\n" not in str(info.value)
+  assert snapshot(metrics) == before and no_temporaries(tmp_path) == []
+  monkeypatch.undo()
+  RunLogger(tmp_path, total_steps=8, start_step=4).close()
+  assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_metrics_line_the_disk_cannot_take_is_one_line_naming_the_file(tmp_path):
+  import errno
+
+  from rejax.io import WriteError
+  from rejax.train.logger import RunLogger
+
+  class FullFile:
+    def write(self, data):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self):
+      pass
+
+  logger = RunLogger(tmp_path, total_steps=8, start_step=0)
+  real, logger._file = logger._file, FullFile()
+  try:
+    with pytest.raises(WriteError, match=f"could not write the metrics of step 3 to {tmp_path / 'metrics.jsonl'}: "
+                                         r"No space left on device \(ENOSPC\); it needs \d+ B"):
+      logger.log(3, {"loss": 1.0})
+  finally:
+    logger._file = real
+    logger.close()
+
+
+class SavedState:
+  """What a Checkpointer saves of a TrainState: step, trainable, opt_state."""
+
+  def __init__(self, value: float):
+    import jax.numpy as jnp
+
+    self.step, self.trainable, self.opt_state = jnp.array(int(value)), {"w": jnp.full((256,), value)}, {}
+
+
+def disk_full_for_checkpoints(monkeypatch) -> None:
+  """Orbax's save of the data iterator's state (grain's handler) writes half its file, then the disk is full."""
+  import errno
+
+  import grain.checkpoint
+
+  def full(self, directory, item=None, args=None):
+    (directory / "process_0-of-1.json").write_text('{"half')
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(grain.checkpoint.CheckpointHandler, "save", full)
+
+
+def read_only_for_checkpoints(monkeypatch, directory: pathlib.Path) -> None:
+  """`directory` (checkpoints/) cannot be written: chmod 0o555 where that stops this user (not root); else
+  creating a file there fails with EROFS, as on a read-only mount (Orbax itself would wait 5 minutes for it)."""
+  import errno
+
+  import rejax.train.checkpoint
+
+  if os.geteuid() != 0:
+    directory.chmod(0o555)  # given back by the `writable_again` fixture
+    return
+
+  def read_only(path):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+  monkeypatch.setattr(rejax.train.checkpoint, "_check_writable", read_only)
+
+
+@pytest.mark.parametrize("fault", ["disk full", "read-only"])
+def test_a_checkpoint_save_the_disk_refuses_is_one_line_and_leaves_no_unfinished_save(tmp_path, monkeypatch, fault,
+                                                                                       writable_again):
+  import grain
+
+  from rejax.io import WriteError
+  from rejax.train.checkpoint import Checkpointer
+
+  data = iter(grain.MapDataset.range(10).to_iter_dataset())
+  checkpoints = Checkpointer(tmp_path, every=1, keep=3)
+  checkpoints.save(1, SavedState(1.0), data, {"step": 1})
+  checkpoints.wait()
+  before = snapshot(tmp_path)
+  if fault == "disk full":
+    disk_full_for_checkpoints(monkeypatch)
+  else:
+    read_only_for_checkpoints(monkeypatch, tmp_path / "checkpoints")
+  with pytest.raises(WriteError) as info:
+    checkpoints.save(2, SavedState(2.0), data, {"step": 2})
+    checkpoints.wait()  # where an asynchronous save's error surfaces
+  message = str(info.value)
+  where = f"could not write checkpoint step 2 {tmp_path / 'checkpoints' / '2'}: "
+  if fault == "disk full":
+    assert message.startswith(f"{where}No space left on device (ENOSPC); it needs about 1.0 KiB")
+    assert "removed its unfinished 2.orbax-checkpoint-tmp; free some space, then" in message
+  else:
+    reason = "Permission denied (EACCES)" if os.geteuid() else "Read-only file system (EROFS)"
+    assert message.startswith(f"{where}{reason}; once it is writable, ")
+  assert message.endswith("the same command resumes the run from step 1") and "\n" not in message
+  assert snapshot(tmp_path) == before and no_temporaries(tmp_path) == []  # step 1 whole, nothing half-written
+  checkpoints.wait()  # reported once: the loop's `finally: wait()` does not raise it again
+
+  monkeypatch.undo()  # space is freed: a new manager on the directory (the next run) saves and restores step 2
+  (tmp_path / "checkpoints").chmod(0o755)
+  checkpoints = Checkpointer(tmp_path, every=1, keep=3)
+  assert checkpoints.all_steps() == [1]
+  checkpoints.save(2, SavedState(2.0), data, {"step": 2})
+  checkpoints.wait()
+  assert checkpoints.all_steps() == [1, 2]
+  checkpoints.close()
+
+
+def test_the_next_run_removes_the_unfinished_save_of_a_killed_one(tmp_path):
+  from rejax.train.checkpoint import Checkpointer
+
+  unfinished = tmp_path / "checkpoints" / "8.orbax-checkpoint-tmp"
+  (unfinished / "state").mkdir(parents=True)
+  (unfinished / "state" / "half").write_bytes(b"\0" * 10)
+  checkpoints = Checkpointer(tmp_path, every=1, keep=3)
+  warnings = []
+  assert checkpoints.restore_latest(SavedState(0.0), None, warn=warnings.append)[0] == 0
+  assert not unfinished.exists() and "8.orbax-checkpoint-tmp" in warnings[0]
+  checkpoints.close()
+
+
+TRAIN_WITH_A_FULL_DISK_AT_STEP_2 = """
+import errno, os, sys
+import grain.checkpoint
+from rejax.cli import main
+
+real = grain.checkpoint.CheckpointHandler.save
+
+def full(self, directory, item=None, args=None):
+  if directory.parent.name.startswith("2."):  # checkpoints/2.orbax-checkpoint-tmp/data
+    (directory / "process_0-of-1.json").write_text('{"half')
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  return real(self, directory, item, args)
+
+grain.checkpoint.CheckpointHandler.save = full
+main(sys.argv[1:])
+"""
+
+
+def test_train_stopped_by_a_full_disk_at_a_checkpoint_resumes_once_there_is_space(tmp_path):
+  """The whole path as a user meets it: `rejax train` whose step-2 save meets a full disk stops with one line and
+  no traceback, its unfinished save removed; the same command, with space again, resumes from step 1."""
+  workdir = tmp_path / "run"
+  argv = ["train", "--config", str(TINY), "--workdir", str(workdir), "--config.total_steps=3",
+          "--config.ckpt_every=1", "--config.log_every=1", "--config.export_dir="]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+  env.pop("REJAX_DEBUG", None)
+  full = subprocess.run([sys.executable, "-c", TRAIN_WITH_A_FULL_DISK_AT_STEP_2, *argv], capture_output=True,
+                        text=True, env=env, cwd=ROOT, timeout=600)
+  assert full.returncode == 1, full.stderr[-3000:]
+  assert "Traceback" not in full.stderr
+  assert full.stderr.strip().splitlines()[-1].startswith(
+      f"rejax train: error: could not write checkpoint step 2 {workdir / 'checkpoints' / '2'}: No space left on "
+      "device (ENOSPC)")
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"] and no_temporaries(workdir) == []
+  assert (workdir / "run.lock").read_text() == ""
+
+  again = subprocess.run([sys.executable, "-m", "rejax.cli", *argv], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resuming at step 1" in again.stderr
+  assert [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_an_embedding_cache_the_disk_cannot_take_is_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
+  """The embeddings are computed by then (maybe hours of encoding): a full cache disk must not lose them."""
+  from rejax.eval.cache import cached
+
+  disk_full_for_io(monkeypatch)
+  out = cached(tmp_path, "k", lambda: np.ones((3, 4), np.float32), "corpus")
+  assert out.shape == (3, 4) and sorted(tmp_path.iterdir()) == []
+  err = capsys.readouterr().err
+  assert (f"corpus: warning: could not write the embedding cache {tmp_path / 'k.npy'}: No space left on device "
+          "(ENOSPC); it needs 176 B") in err and "continuing without caching them" in err
+
+
+def test_a_write_removes_the_temporaries_killed_writers_left_and_keeps_live_ones(tmp_path):
+  import socket
+
+  from rejax.io import write_dir_atomic, write_npy_atomic
+
+  host, dead = socket.gethostname(), dead_pid()
+  out = tmp_path / "out.npy"
+  stale = [f".out.npy.tmp-{host}-{dead}", ".out.npy.tmp", f".out.npy.tmp-{dead}"]  # this module's; older versions'
+  kept = [f".out.npy.tmp-{host}-{os.getppid()}", f".out.npy.tmp-another-host-{dead}", "out.npy.tmp-notes"]
+  for name in stale + kept:
+    (tmp_path / name).write_bytes(b"half")
+  write_npy_atomic(out, np.ones((2, 2), np.float32))
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["out.npy"])
+
+  (tmp_path / f".model.partial-{host}-{dead}" / "sub").mkdir(parents=True)
+  (tmp_path / "model.partial").mkdir()  # base_model_dir's staging before rejax.io
+  write_dir_atomic(tmp_path / "model", lambda d: (d / "config.json").write_text("{}"), legacy=["model.partial"])
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["out.npy", "model"])
+
+
+def test_a_replaced_directory_is_put_back_when_the_new_one_cannot_be_written(tmp_path):
+  import errno
+
+  from rejax.io import WriteError, write_dir_atomic
+
+  target = tmp_path / "model"
+  target.mkdir()
+  (target / "config.json").write_text("old")
+  before = snapshot(tmp_path)
+
+  def build(staging):
+    (staging / "config.json").write_text("new")
+    raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+  with pytest.raises(WriteError, match=r"could not write model .*model: Disk quota exceeded \(EDQUOT\); it needs "
+                                       r"1\.0 KiB; .* free there; the previous one is unchanged; free some space "
+                                       r"\(or raise the quota\)"):
+    write_dir_atomic(target, build, what="model", size=1024, replace=True)
+  assert snapshot(tmp_path) == before
+  write_dir_atomic(target, lambda d: (d / "config.json").write_text("new"), replace=True)
+  assert (target / "config.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_the_os_error_under_a_library_error_is_found():
+  """Orbax reports tensorstore's disk full as a ValueError: its text carries the OS's code."""
+  from rejax.io import storage_errno
+
+  orbax = ValueError('RESOURCE_EXHAUSTED: Error writing "trainable.w/0" in OCDBT database at local file "/w/'
+                     'checkpoints/2.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/": Failed to '
+                     "write 1685948 bytes to file 5: No space left on device [os_error_code='28']")
+  assert storage_errno(orbax) == 28
+  wrapped = RuntimeError("save failed")
+  wrapped.__cause__ = OSError(30, "Read-only file system")
+  assert storage_errno(wrapped) == 30 and storage_errno(ValueError("no step 3")) is None

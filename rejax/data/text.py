@@ -117,6 +117,15 @@ def bucket_length(n: int, max_length: int, minimum: int = 16) -> int:
   return min(length, max_length)
 
 
+def bucket_lengths(max_length: int, minimum: int = 16) -> list[int]:
+  """Every padded length `bucket_length` can give: the powers of two from `minimum` below `max_length`, then it."""
+  lengths, length = [], minimum
+  while length < max_length:
+    lengths.append(length)
+    length *= 2
+  return lengths + [max_length]
+
+
 def pad_id_of(tokenizer) -> int:
   """The padding id: the tokenizer's pad token, else EOS (padding is masked out either way)."""
   return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -11,15 +11,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rejax.io import WriteError, write_npy_atomic
 
-def save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-  """Write `array` to `path` via a temporary file, so a crash never leaves a half-written output."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp")
-  with open(tmp, "wb") as f:
-    np.save(f, array)
-  os.replace(tmp, path)
+
+def save_npy_atomic(path: pathlib.Path, array: np.ndarray, what: str = "embeddings") -> None:
+  """Writes `array` to `path` whole or not at all (rejax.io.write_npy_atomic): a crash or a full disk leaves the
+  previous file, and the error (rejax.io.WriteError) names `what`, the path and the bytes it needed."""
+  write_npy_atomic(path, array, what=what)
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -43,7 +41,8 @@ def cache_key(model_dir: pathlib.Path, texts: Sequence[str], **settings) -> str:
 
 def cached(cache_dir: pathlib.Path | None, key: str, compute: Callable[[], np.ndarray], what: str) -> np.ndarray:
   """`compute()`, or its earlier result stored under `key` in `cache_dir` (None: no caching). A cache file that
-  cannot be read whole (truncated, corrupted, not a float matrix) is reported, recomputed and replaced."""
+  cannot be read whole (truncated, corrupted, not a float matrix) is reported, recomputed and replaced; a cache
+  that cannot be written (disk full, read-only) is reported and the result returned all the same."""
   if cache_dir is None:
     return compute()
   path = pathlib.Path(cache_dir) / f"{key}.npy"
@@ -58,5 +57,8 @@ def cached(cache_dir: pathlib.Path | None, key: str, compute: Callable[[], np.nd
       problem = f"unreadable ({type(e).__name__}: {e})"
     print(f"{what}: cached embeddings {path} are {problem}; recomputing them", file=sys.stderr)
   array = compute()
-  save_npy_atomic(path, array)
+  try:
+    save_npy_atomic(path, array, what="the embedding cache")
+  except WriteError as e:  # the embeddings are computed: a cache that cannot take them must not lose them
+    print(f"{what}: warning: {e}; continuing without caching them", file=sys.stderr)
   return array

@@ -14,6 +14,9 @@ from rejax.models.lora import LoRAConfig
 # model_type -> whether the family has per-head RMSNorm on q and k (Qwen3's q_norm / k_norm).
 SUPPORTED_MODEL_TYPES = {"qwen3": True, "llama": False}
 
+# config.json of the backbones the paper trains, so a run can be planned (`rejax plan`) without the hub.
+HUB_CONFIGS = pathlib.Path(__file__).parent / "hub_configs"
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -126,3 +129,9 @@ def load_config(model_dir: str | pathlib.Path, **runtime) -> DecoderConfig:
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e
   return config_from_hf_dict(hf, **runtime)
+
+
+def shipped_hf_config(hub_id: str) -> dict[str, Any] | None:
+  """The config.json the package ships for `hub_id` (e.g. "Qwen/Qwen3-8B"), or None."""
+  path = HUB_CONFIGS / (hub_id.replace("/", "--") + ".json")
+  return json.loads(path.read_text()) if "/" in hub_id and path.is_file() else None

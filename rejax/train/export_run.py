@@ -4,6 +4,11 @@ sentence-transformers directory (LoRA merged, the base model's dtype, the traini
 OUT is never the workdir, a directory holding it, a path inside it other than the run's own export_dir, nor the
 base model; a non-empty OUT is replaced (whole, once the new export is complete) only with --overwrite. The
 train loop's own end-of-run export replaces its previous one without a flag (`check_own_export_dir`).
+
+Export takes no workdir lock (rejax.train.lock): it only reads the run (config.json, base_model, data, and the
+checkpoints through an Orbax manager that never saves, rotates or removes unfinished saves; base_model and data
+exist before config.json does), and writes nothing inside the workdir but the run's own export_dir, renamed into
+place whole. So a run that is still training can be exported, from its latest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from rejax.errors import ExportError, InputError
 from rejax.hf.export import check_export_dir, export_model
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train.checkpoint import Checkpointer
+from rejax.train.lock import LOCK_FILE
+from rejax.train.program import COMPILED_STEPS, trained_variables
+from rejax.train.workdir import base_model_dir, build_model, dataset_dir
 
 
 # What `rejax train` keeps in its workdir besides the export: an export must never replace one of them.
-RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "base_model", "data")
+RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "base_model", "data", COMPILED_STEPS,
+               LOCK_FILE)
 
 
 def run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
@@ -94,8 +103,6 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
                step: int | str | None = None, overwrite: bool = False) -> pathlib.Path:
   """Writes checkpoint `step` (default: the latest; "best": the one kept by eval.keep_best) of the run in
   `workdir` to `output`, replacing a non-empty `output` only when `overwrite`; returns `output`."""
-  from rejax.train.loop import base_model_dir, build_model, dataset_dir
-
   workdir, output = pathlib.Path(workdir), pathlib.Path(output)
   config = run_config(workdir)
   base_dir = base_model_dir(config, workdir)
@@ -119,8 +126,7 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
   mesh = make_mesh(data=jax.device_count())  # parameters replicated: export gathers them anyway
   with use_mesh(mesh):
     model, model_cfg = build_model(config, base_dir, mesh)
-    wrt = nnx.LoRAParam if model_cfg.lora else nnx.Param
-    graphdef, trainable, frozen = nnx.split(model, wrt, ...)
+    graphdef, trainable, frozen = nnx.split(model, trained_variables(config), ...)
     trainable, _ = checkpoints.restore_params(step, trainable)
     model = nnx.merge(graphdef, trainable, frozen)
     instructions = training_instructions(dataset_dir(config, workdir))

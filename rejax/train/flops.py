@@ -1,4 +1,4 @@
-"""Model FLOPs of a train step and the device's matmul peak: the two halves of MFU."""
+"""Model FLOPs of a train step and what a device offers (matmul peak, memory): the halves of MFU and of a fit."""
 
 from __future__ import annotations
 
@@ -8,11 +8,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Dense bf16 matmul peaks per chip (vendor figures, no sparsity), by the start of jax's device_kind.
-PEAK_BF16_FLOPS = {
-  "NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12, "NVIDIA L4": 121e12,
-  "TPU v5p": 459e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v4": 275e12, "TPU v6": 918e12,
+GIB = 1024**3
+
+# Dense bf16 matmul peak (vendor figures, no sparsity) and memory per device, by jax's device_kind; the
+# longest matching prefix wins ("TPU v5" is a v5p chip, "TPU v5 lite" a v5e, "TPU v6 lite" a v6e). TPU memory is
+# the HBM the TPU compiler says it can use (its out-of-memory message: "exceeds available HBM (15.75G)").
+CHIPS: dict[str, tuple[float, int]] = {
+  "NVIDIA H200": (989e12, 141 * 10**9), "NVIDIA H100": (989e12, 80 * GIB), "NVIDIA A100": (312e12, 80 * GIB),
+  "NVIDIA L4": (121e12, 24 * GIB),
+  "TPU v4": (275e12, 32 * GIB), "TPU v5": (459e12, int(95.74 * GIB)), "TPU v5p": (459e12, int(95.74 * GIB)),
+  "TPU v5 lite": (197e12, int(15.75 * GIB)), "TPU v5e": (197e12, int(15.75 * GIB)),
+  "TPU v6 lite": (918e12, int(31.25 * GIB)),
 }
+
+
+def chip_of(device_kind: str) -> tuple[float, int] | None:
+  """(bf16 peak FLOP/s, memory bytes) of a device kind from the table, or None when it is not listed."""
+  matches = [kind for kind in CHIPS if device_kind.startswith(kind)]
+  return CHIPS[max(matches, key=len)] if matches else None
 
 
 def forward_flops(cfg, rows: int, length: int) -> float:
@@ -47,9 +60,18 @@ def measured_matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> 
 
 
 def peak_flops(device: jax.Device | None = None) -> float:
-  """The device's bf16 matmul peak from the vendor table, else (CPU, unknown chips) measured."""
+  """The device's bf16 matmul peak from the table, else (CPU, unknown chips) measured."""
   device = device or jax.devices()[0]
-  for kind, peak in PEAK_BF16_FLOPS.items():
-    if device.device_kind.startswith(kind):
-      return peak
-  return measured_matmul_peak()
+  chip = chip_of(device.device_kind)
+  return chip[0] if chip else measured_matmul_peak()
+
+
+def executed_step_flops(cfg, shapes: dict[str, tuple[int, ...]], reasoning_pass: bool, *, remat: str,
+                        grad_cache: bool) -> float:
+  """FLOPs the step's program runs: the model FLOPs plus the recomputed forwards (full remat re-runs each
+  layer's forward in the backward pass; GradCache runs a first forward without gradient)."""
+  forwards = 3 + (remat == "full") + grad_cache
+  flops = forwards * (forward_flops(cfg, *shapes["query_ids"]) + forward_flops(cfg, *shapes["passage_ids"]))
+  if reasoning_pass and "reason_ids" in shapes:
+    flops += forward_flops(cfg, *shapes["reason_ids"])
+  return flops

@@ -9,6 +9,8 @@ import time
 
 import jax
 
+from rejax.io import write_error, write_text_atomic
+
 
 class RunLogger:
   """Writes each logged step's scalars; on resume, forgets lines past the restored step first."""
@@ -39,8 +41,12 @@ class RunLogger:
     if not self.active:
       return
     record = {"step": step, **scalars, "time": round(time.time(), 3)}
-    self._file.write(json.dumps(record) + "\n")
-    self._file.flush()
+    line = json.dumps(record) + "\n"
+    try:
+      self._file.write(line)
+      self._file.flush()
+    except OSError as e:  # a line cut by a full disk is dropped on resume (_truncate_after)
+      raise write_error(e, f"the metrics of step {step} to", self.path, size=len(line)) from e
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
     shown = {k: scalars[k] for k in ("loss", "tokens_per_s", "mfu") if k in scalars}
@@ -58,14 +64,14 @@ class RunLogger:
 
 
 def _truncate_after(path: pathlib.Path, step: int) -> None:
-  """Drops records of steps > `step` (logged after the checkpoint a resumed run starts from)."""
+  """Drops records of steps > `step` (logged after the checkpoint a resumed run starts from), and lines a crash
+  cut. The file is replaced whole (rejax.io): a full disk leaves it as it was, with a one-line WriteError."""
   if not path.exists():
     return
   kept = [line for line in path.read_text(encoding="utf-8").splitlines()
           if line.strip() and _step_of(line) is not None and _step_of(line) <= step]
-  tmp = path.with_suffix(".jsonl.tmp")
-  tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-  tmp.replace(path)
+  write_text_atomic(path, "".join(line + "\n" for line in kept), what="metrics",
+                    legacy=[path.name + ".tmp"])  # the temporary of earlier versions
 
 
 def _step_of(line: str) -> int | None:

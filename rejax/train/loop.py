@@ -1,7 +1,7 @@
 """`rejax train`: the whole run, top to bottom in data-flow order.
 
-    distributed init -> mesh -> model (load, shard) -> data -> state (+ resume) -> step (AOT per shape)
-    -> loop (input, step, metrics, dev evaluation, checkpoint) -> export
+    distributed init -> workdir lock -> mesh -> model (load, shard) -> data -> state (+ resume)
+    -> step (AOT per shape) -> loop (input, step, metrics, dev evaluation, checkpoint) -> export
 
 The same command on the same workdir resumes from the latest complete checkpoint and, because a batch
 is a pure function of (seed, step) and the step of (state, batch, seed), continues exactly as if it
@@ -15,39 +15,34 @@ import functools
 import json
 import math
 import pathlib
-import shutil
 import sys
 import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from flax import nnx
 
 from rejax.data import text
-from rejax.data.convert import MANIFEST, convert
 from rejax.data.pipeline import PipelineConfig, make_dataset, tokens_in
-from rejax.hf.hub import resolve_model_dir
-from rejax.hf.load import load_decoder
-from rejax.models import LoRAConfig, config_from_hf_dict, init_decoder
-from rejax.sharding import batch_sharding, make_mesh, use_mesh
+from rejax.io import write_text_atomic
+from rejax.sharding import make_mesh, use_mesh
 from rejax.train import distributed
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.config import to_json, validate
 from rejax.train.evaluate import DevEval, is_due
 from rejax.train.export_run import check_own_export_dir, export_run, own_export_dir
 from rejax.train.flops import peak_flops, train_step_flops
+from rejax.train.lock import lock_workdir, releases_workdir_lock
 from rejax.train.logger import RunLogger
-from rejax.train.optim import linear_warmup_decay, make_optimizer
-from rejax.train.step import LossConfig, init_train_state, jit_train_step, make_train_step
-
+from rejax.train.program import COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx, memory_figures, trained_variables
+from rejax.train.step import init_train_state
+from rejax.train.workdir import base_model_dir, build_model, dataset_dir
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; the run stopped before saving anything after it."""
 
 
+@releases_workdir_lock
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coordinator: str | None = None,
           num_processes: int | None = None, process_id: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
@@ -55,6 +50,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
   distributed.initialize(coordinator, num_processes, process_id)
   validate(config, jax.device_count())
   workdir = pathlib.Path(workdir)
+  lock_workdir(workdir, warn=_warn)  # a second run on this workdir stops here; released when train() ends
   primary = jax.process_index() == 0
 
   # ---------------------------------------------------------------- mesh
@@ -78,30 +74,23 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
     pad_id = text.pad_id_of(tokenizer)
 
     # ------------------------------------------------------------- train state, resumed if a checkpoint exists
-    tx = make_optimizer(lr=config.optim.lr, total_steps=config.total_steps, warmup_ratio=config.optim.warmup_ratio,
-                        b1=config.optim.b1, b2=config.optim.b2, eps=config.optim.eps,
-                        weight_decay=config.optim.weight_decay, clip_norm=config.optim.clip_norm or None,
-                        grad_divisor=config.optim.grad_divisor)
-    graphdef, state = init_train_state(model, tx, wrt=nnx.LoRAParam if model_cfg.lora else nnx.Param)
+    tx = make_tx(config)
+    graphdef, state = init_train_state(model, tx, wrt=trained_variables(config))
     del model
     checkpoints = Checkpointer(workdir, every=config.ckpt_every, keep=config.keep_checkpoints,
                                best_metric=config.eval.metric if config.eval.keep_best else None)
     start, state = checkpoints.restore_latest(state, data_iter, warn=_warn)
     if not start and primary:
       workdir.mkdir(parents=True, exist_ok=True)
-      (workdir / "config.json").write_text(to_json(config) + "\n")
+      write_text_atomic(workdir / "config.json", to_json(config) + "\n", what="the run's config")
     logger = RunLogger(workdir, total_steps=config.total_steps, start_step=start)
     logger.info(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
                 f"{'resuming at step ' + str(start) if start else 'starting'}; model {base_dir}")
     dev_eval = DevEval(config.eval, graphdef, state, tokenizer, mesh, logger) if config.eval.every else None
 
     # ------------------------------------------------------------- the step, compiled ahead of time per shape
-    loss_cfg = LossConfig(kind=config.loss.kind, temperature=config.loss.temperature,
-                          ri_start_step=config.loss.ri_start_step, ri_clamp_max=config.loss.ri_clamp_max)
-    step_fn = make_train_step(graphdef, tx, loss_cfg, grad_cache_chunk=config.optim.grad_cache_chunk or None,
-                              lr_schedule=linear_warmup_decay(config.optim.lr, config.total_steps,
-                                                              config.optim.warmup_ratio))
-    compiled = CompiledSteps(jit_train_step(step_fn, state, batch_sharding(mesh, 2)), logger)
+    compiled = CompiledSteps(jitted_train_step(config, graphdef, tx, state, mesh),
+                             functools.partial(_record_compile, logger, workdir))
     key = jax.random.key(config.seed)
     flops_per_s = peak_flops() * jax.device_count()
 
@@ -175,94 +164,18 @@ class Pending:
     return values
 
 
-class CompiledSteps:
-  """The jitted step lowered and compiled once per batch shape, with its memory analysis logged."""
-
-  def __init__(self, jitted, logger: RunLogger):
-    self.jitted, self.logger, self.cache = jitted, logger, {}
-
-  def __call__(self, state, batch, key):
-    signature = tuple(sorted((k, v.shape) for k, v in batch.items()))
-    if signature not in self.cache:
-      start = time.perf_counter()
-      compiled = self.jitted.lower(state, batch, key).compile()
-      shapes = ", ".join(f"{k} {tuple(s)}" for k, s in signature if k.endswith("_ids"))
-      self.logger.info(f"compiled the step for {shapes} in {time.perf_counter() - start:.1f}s; "
-                       f"{_memory_summary(compiled)}")
-      self.cache[signature] = compiled
-    return self.cache[signature](state, batch, key)
-
-
-def _memory_summary(compiled) -> str:
-  try:
-    m = compiled.memory_analysis()
-  except Exception:  # not every backend reports it
-    return "memory analysis unavailable"
-  if m is None:
-    return "memory analysis unavailable"
-  gib = 1024**3
-  return (f"per device: arguments {m.argument_size_in_bytes / gib:.2f} GiB, outputs {m.output_size_in_bytes / gib:.2f} "
-          f"GiB (aliased {m.alias_size_in_bytes / gib:.2f}), temporaries {m.temp_size_in_bytes / gib:.2f} GiB")
-
-
-def base_model_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
-  """The HF directory the run starts from: model.path, or for a random model `workdir/base_model`
-  (model.hf_config as config.json + the tokenizer of model.tokenizer), written once by process 0."""
-  if config.model.path:
-    return resolve_model_dir(config.model.path)
-  base = workdir / "base_model"
-  if jax.process_index() == 0 and not (base / "config.json").is_file():
-    tokenizer_dir = resolve_model_dir(config.model.tokenizer)
-    staging = workdir / "base_model.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for f in tokenizer_dir.iterdir():
-      if f.is_file() and (f.name.startswith(("tokenizer", "special_tokens")) or f.name in ("vocab.json", "merges.txt")):
-        shutil.copy(f, staging / f.name)
-    (staging / "config.json").write_text(json.dumps(config.model.hf_config.to_dict(), indent=2) + "\n")
-    staging.rename(base)
-  _barrier("base_model")
-  return base
-
-
-def dataset_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
-  """data.path if it is a converted dataset; if it holds released JSONL instead, its conversion under
-  `workdir/data` (made once, by process 0)."""
-  path = pathlib.Path(config.data.path)
-  if (path / MANIFEST).is_file():
-    return path
-  if not path.is_dir() or not (list(path.glob("*.jsonl")) or list(path.glob("*.jsonl.gz"))):
-    raise FileNotFoundError(f"data.path={config.data.path}: neither a converted dataset (no {MANIFEST}) nor a "
-                            "directory of `{domain}-formatted.jsonl[.gz]` files")
-  converted = workdir / "data"
-  if jax.process_index() == 0 and not (converted / MANIFEST).is_file():
-    convert([str(path / "*.jsonl*")], converted)
-  _barrier("dataset")
-  return converted
-
-
-def build_model(config: ml_collections.ConfigDict, base_dir: pathlib.Path, mesh):
-  """(decoder, config): loaded from `base_dir`'s safetensors, or randomly initialised, created sharded."""
-  m = config.model
-  lora = LoRAConfig(rank=m.lora.rank, alpha=m.lora.alpha, dropout=m.lora.dropout,
-                    targets=tuple(m.lora.targets)) if m.lora.enabled else None
-  runtime = dict(dtype=jnp.dtype(m.dtype), param_dtype=jnp.dtype(m.param_dtype), remat=m.remat,
-                 attention_impl=m.attention_impl or None, lora=lora)
-  if any(base_dir.glob("*.safetensors")):
-    return load_decoder(base_dir, mesh=mesh, lora_seed=config.seed, **runtime)
-  if config.model.path:
-    raise FileNotFoundError(f"model.path={config.model.path}: no *.safetensors in {base_dir}")
-  cfg = config_from_hf_dict(json.loads((base_dir / "config.json").read_text()), **runtime)
-  return init_decoder(cfg, seed=config.seed, mesh=mesh), cfg
+def _record_compile(logger: RunLogger, workdir: pathlib.Path, shapes: dict, seconds: float, compiled) -> None:
+  """Logs a newly compiled step shape and appends its memory figures to COMPILED_STEPS (process 0)."""
+  figures = memory_figures(compiled)
+  logger.info(f"compiled the step for {', '.join(f'{k} {s}' for k, s in shapes.items())} in {seconds:.1f}s; "
+              f"{describe_memory(figures)}")
+  if jax.process_index() == 0:
+    record = {"shapes": {k: list(s) for k, s in shapes.items()}, "compile_seconds": round(seconds, 2),
+              **(figures or {})}
+    with open(workdir / COMPILED_STEPS, "a", encoding="utf-8") as f:
+      f.write(json.dumps(record) + "\n")
 
 
 def _warn(message: str) -> None:
   if jax.process_index() == 0:
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _barrier(name: str) -> None:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices(f"rejax:{name}")

@@ -48,11 +48,39 @@ class TrainState(struct.PyTreeNode):
 def init_train_state(model: nnx.Module, tx: optax.GradientTransformation, wrt=nnx.Param) -> tuple[nnx.GraphDef, TrainState]:
   """(graphdef, state) for `model`, training the variables `wrt` selects (nnx.LoRAParam for LoRA).
 
-  Optimizer state exists only for the trained variables and inherits their shardings.
+  Optimizer state exists only for the trained variables and is sharded as they are (opt_state_shardings).
   """
   graphdef, trainable, frozen = nnx.split(model, wrt, ...)
-  return graphdef, TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable, frozen=frozen,
-                              opt_state=jax.jit(tx.init)(trainable))
+  shardings = opt_state_shardings(tx, trainable)
+  return graphdef, TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), _replicated_like(trainable)),
+                              trainable=trainable, frozen=frozen,
+                              opt_state=jax.jit(tx.init, out_shardings=shardings)(trainable))
+
+
+def opt_state_shardings(tx: optax.GradientTransformation, trainable: nnx.State):
+  """Shardings of `tx`'s state for `trainable` (arrays or ShapeDtypeStructs with shardings): every
+  parameter-shaped entry (Adam's moments: their key path ends with the parameter's) sharded as its parameter,
+  everything else (counts) replicated. Found from `jax.eval_shape` alone, so nothing runs on the devices
+  (which for `rejax plan` exist only as a compile target)."""
+  params = {path: (leaf.shape, leaf.sharding) for path, leaf in jax.tree_util.tree_leaves_with_path(trainable)}
+  replicated = _replicated_like(trainable)
+
+  def sharding_of(path, leaf):
+    for start in range(len(path)):
+      shape, sharding = params.get(path[start:], (None, None))
+      if sharding is not None and shape == leaf.shape:
+        return sharding
+    return replicated
+
+  return jax.tree_util.tree_map_with_path(sharding_of, jax.eval_shape(tx.init, trainable))
+
+
+def _replicated_like(tree) -> jax.sharding.Sharding:
+  """Replicated over the devices of the first leaf's sharding."""
+  sharding = jax.tree.leaves(tree)[0].sharding
+  if isinstance(sharding, jax.sharding.NamedSharding):
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+  return sharding
 
 
 def jit_train_step(step: Callable, state: TrainState, batch_sharding) -> Callable:

@@ -1,0 +1,280 @@
+"""`rejax plan`: the run's own train step compiled ahead of time for a topology it does not have, per batch
+shape: does it fit in a device's memory, how fast does the compiler think it runs, and if it does not fit,
+which setting makes it fit (checked by compiling that too).
+
+Everything is abstract: the model comes from config.json alone (the paper's backbones ship theirs), the state
+and batches are ShapeDtypeStructs with the shardings `rejax train` gives them, and the function compiled is
+`program.jitted_train_step`, the one `rejax train` runs.
+
+XLA counts a loop's body once: the layer scan and GradCache's chunk loops run many times but appear once in
+`cost_analysis()`. The compiler's roofline time (`optimal_seconds`) is therefore scaled by the FLOPs the step
+really executes (flops.executed_step_flops: the analytic count with remat's and GradCache's extra forwards)
+over the FLOPs the compiler counted; the MFU is the model FLOPs (flops.train_step_flops) over that time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import pathlib
+import re
+import time
+from typing import Callable, Iterator
+
+import jax
+import ml_collections
+
+from rejax.data.convert import MANIFEST, read_manifest
+from rejax.data.sampling import domain_specs
+from rejax.errors import InputError
+from rejax.models import config_from_hf_dict
+from rejax.models.config import shipped_hf_config
+from rejax.sharding import make_mesh, use_mesh
+from rejax.train.config import ConfigError, apply_overrides, validate
+from rejax.train.flops import executed_step_flops, train_step_flops
+from rejax.train.program import (BatchShape, abstract_train_state, batch_shapes, jitted_train_step, make_tx,
+                                 memory_figures, trained_variables)
+from rejax.train.topology import Topology
+from rejax.train.workdir import decoder_runtime
+
+EXIT_DOES_NOT_FIT = 3
+MAX_REMEDY_COMPILES = 4  # per failing shape; an 8B step takes minutes to compile
+
+
+def plan(config: ml_collections.ConfigDict, topology: Topology, *, all_buckets: bool = False,
+         find_remedies: bool = True, progress: Callable[[str], None] = print) -> dict:
+  """The plan of `config` on `topology`: {"topology", "devices", "device_memory_bytes", "fits", "shapes", ...}."""
+  validate(config, len(topology.devices))
+  hf_config = architecture(config)
+  domains, records = planned_domains(config)
+  shapes = []
+  for shape in batch_shapes(config, domains, all_buckets=all_buckets):
+    progress(f"compiling {shape.name} for {topology.name} ...")
+    row = compile_shape(config, hf_config, topology, shape)
+    progress(f"  {describe_row(row, topology)}")
+    if not row["fits"] and find_remedies:
+      row["remedy"] = find_remedy(config, hf_config, topology, shape, progress)
+    shapes.append(row)
+  report = {"topology": topology.name, "device_kind": topology.device_kind, "devices": len(topology.devices),
+            "device_memory_bytes": topology.device_memory_bytes, "fits": all(r["fits"] for r in shapes),
+            "shapes": shapes}
+  report.update(run_estimate(config, domains, records, shapes))
+  return report
+
+
+def architecture(config: ml_collections.ConfigDict) -> dict:
+  """The config.json of the run's model, without reading any weights (and offline for the shipped backbones)."""
+  path = config.model.path
+  if not path:
+    return config.model.hf_config.to_dict()
+  shipped = shipped_hf_config(path)
+  if shipped is not None:
+    return shipped
+  if path.startswith("asset:") or pathlib.Path(path).expanduser().is_dir():
+    from rejax.hf.hub import resolve_model_dir
+
+    file = resolve_model_dir(path) / "config.json"
+    if not file.is_file():
+      raise InputError(f"model.path={path}: no config.json in {file.parent}")
+    return json.loads(file.read_text())
+  if path.count("/") != 1:
+    raise InputError(f"model.path={path}: not a model directory (and not a hub id of the form 'org/name')")
+  from huggingface_hub import hf_hub_download
+
+  try:
+    return json.loads(pathlib.Path(hf_hub_download(path, "config.json")).read_text())
+  except Exception as e:
+    raise InputError(f"model.path={path}: could not fetch its config.json from the hub ({type(e).__name__}); "
+                     "offline, pass a directory holding the model's config.json") from None
+
+
+def planned_domains(config: ml_collections.ConfigDict) -> tuple[dict[str, tuple[int, int]], dict[str, int] | None]:
+  """(domain -> (global batch, G), domain -> records): the converted dataset's domains when data.path is one,
+  else every domain of data.domains (records unknown)."""
+  settings = {name: tuple(map(int, value)) for name, value in config.data.domains.items()}
+  if not config.data.path or not (pathlib.Path(config.data.path) / MANIFEST).is_file():
+    return settings, None
+  records = {name: info["records"] for name, info in read_manifest(config.data.path)["domains"].items()}
+  unknown = sorted(set(records) - set(settings))
+  if unknown:
+    raise ConfigError(f"data.domains: no (global batch, G) for the dataset's domain(s) {', '.join(unknown)}")
+  return {name: settings[name] for name in records}, records
+
+
+def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology, shape: BatchShape) -> dict:
+  """One shape's row of the plan: the compiled step's memory per device, FLOPs and estimated time."""
+  model_cfg = config_from_hf_dict(hf_config, **decoder_runtime(config))
+  mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=topology.devices)
+  with use_mesh(mesh):
+    tx = make_tx(config)
+    graphdef, state = abstract_train_state(model_cfg, tx, mesh, trained_variables(config))
+    jitted = jitted_train_step(config, graphdef, tx, state, mesh)
+    key = jax.eval_shape(lambda: jax.random.key(config.seed))
+    batch = shape.abstract_batch(mesh)
+    start = time.perf_counter()
+    lowered = jitted.lower(state, batch, key)
+    try:
+      compiled = lowered.compile()
+    except Exception as e:  # the TPU compiler refuses a program that cannot fit its HBM
+      compiled, figures = None, refused_figures(e, (state, batch))
+      if figures is None:
+        raise
+    seconds = time.perf_counter() - start
+  if compiled is not None:
+    figures = memory_figures(compiled)
+  if figures is None:
+    raise InputError(f"--topology {topology.name}: the compiler reports no memory analysis for this backend")
+  devices = len(topology.devices)
+  shapes = shape.ids_shapes()
+  reasoning = config.loss.kind == "ri_infonce"
+  flops = train_step_flops(model_cfg, shapes, reasoning)
+  executed = executed_step_flops(model_cfg, shapes, reasoning, remat=model_cfg.remat,
+                                 grad_cache=bool(config.optim.grad_cache_chunk))
+  cost = _cost(compiled) if compiled is not None else {}
+  counted, roofline = cost.get("flops"), cost.get("optimal_seconds")
+  # libtpu reports a negative optimal_seconds when it has no estimate (seen for v5e): no estimate then
+  estimated = roofline * (executed / devices) / counted if roofline and roofline > 0 and counted else None
+  peak = topology.peak_flops
+  tokens = sum(rows * length for rows, length in shapes.values())
+  return {
+      "name": shape.name, "query_ids": list(shape.query), "passage_ids": list(shape.passage),
+      "reason_ids": list(shape.reason), **figures,
+      "fits": compiled is not None and figures["peak_bytes"] <= topology.device_memory_bytes,
+      "headroom_bytes": topology.device_memory_bytes - figures["peak_bytes"],
+      "flops": flops, "executed_flops": executed, "compiler_flops_per_device": counted,
+      "estimated_seconds": estimated,
+      "estimated_mfu": flops / (estimated * peak * devices) if estimated and peak else None,
+      "tokens_per_s_per_device": tokens / estimated / devices if estimated else None,
+      "compile_seconds": round(seconds, 1),
+  }
+
+
+def refused_figures(error: Exception, arguments) -> dict | None:
+  """The memory figures of a step the compiler refused for want of memory ("RESOURCE_EXHAUSTED: ... memory
+  required for HLO temporaries (19.24G) exceeds available HBM (15.75G)"): the temporaries it asked for, the
+  arguments' shards counted from their shardings, and `refused` with the compiler's words; None for any other
+  error."""
+  message = str(error)
+  match = re.search(r"required for ([\w ]+?) \(([0-9.]+)([KMGT]?)\) exceeds available HBM", message)
+  if "RESOURCE_EXHAUSTED" not in message or not match:
+    return None
+  required = int(float(match.group(2)) * 1024 ** " KMGT".index(match.group(3) or " "))
+  argument_bytes = sum(math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+                       for leaf in jax.tree.leaves(arguments))
+  temp_bytes = required if match.group(1) == "HLO temporaries" else max(required - argument_bytes, 0)
+  return {"argument_bytes": argument_bytes, "output_bytes": None, "alias_bytes": None, "temp_bytes": temp_bytes,
+          "code_bytes": None, "peak_bytes": argument_bytes + temp_bytes,
+          "refused": message[message.index("RESOURCE_EXHAUSTED"):].splitlines()[0][:300]}
+
+
+def _cost(compiled) -> dict:
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # not every backend reports it
+    return {}
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+    cost = cost[0] if cost else {}
+  return dict(cost or {})
+
+
+def remedies(config: ml_collections.ConfigDict) -> Iterator[list[str]]:
+  """Override lists to try on a shape that does not fit, each adding to the last: full remat, then GradCache
+  with ever smaller chunks (from the smallest domain batch, every size that divides each domain's queries and
+  passages and keeps rows on every batch shard), then the data axis folded into fsdp."""
+  tried: list[str] = []
+  if config.model.remat != "full":
+    tried = tried + ["model.remat=full"]
+    yield tried
+  batches = [(int(b), int(b) * int(g)) for b, g in config.data.domains.values()]
+  shards = config.mesh.data * config.mesh.fsdp
+  current = config.optim.grad_cache_chunk
+  for chunk in range(current - 1 if current else min(b for b, _ in batches), shards - 1, -1):
+    if chunk % shards == 0 and all(b % chunk == 0 and p % chunk == 0 for b, p in batches):
+      yield tried + [f"optim.grad_cache_chunk={chunk}"]
+  if config.mesh.data > 1:
+    yield tried + ["mesh.data=1", f"mesh.fsdp={config.mesh.data * config.mesh.fsdp}"]
+
+
+def find_remedy(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology, shape: BatchShape,
+                progress: Callable[[str], None]) -> dict | None:
+  """The first of `remedies` under which `shape` compiles and fits, as {"overrides", "peak_bytes"}; None if none do."""
+  for attempt, overrides in enumerate(remedies(config)):
+    if attempt == MAX_REMEDY_COMPILES:
+      break
+    candidate = apply_overrides(copy.deepcopy(config), overrides)
+    try:
+      validate(candidate, len(topology.devices))
+    except ConfigError:
+      continue
+    progress(f"  trying {' '.join('--config.' + o for o in overrides)} ...")
+    row = compile_shape(candidate, hf_config, topology, shape)
+    if row["fits"]:
+      return {"overrides": overrides, "peak_bytes": row["peak_bytes"], "estimated_seconds": row["estimated_seconds"]}
+  return None
+
+
+def run_estimate(config: ml_collections.ConfigDict, domains: dict, records: dict | None, shapes: list[dict]) -> dict:
+  """The run's time at the longest buckets (an upper bound): per epoch from the dataset's batches per domain when
+  its records are known, and for total_steps at the epoch's shape mix (else at the slowest shape)."""
+  seconds_of = {}
+  for row in shapes:
+    batch, passages = row["query_ids"][0], row["passage_ids"][0]
+    time_ = row["estimated_seconds"]
+    if time_ is not None:
+      seconds_of[(batch, passages // batch)] = max(seconds_of.get((batch, passages // batch), 0.0), time_)
+  if not seconds_of or len(seconds_of) < len(set(domains.values())):
+    return {}
+  if records is None:
+    return {"run_steps": config.total_steps, "run_seconds_upper_bound": config.total_steps * max(seconds_of.values())}
+  specs = domain_specs(records, domains)
+  steps = sum(s.batches_per_epoch for s in specs)
+  epoch = sum(s.batches_per_epoch * seconds_of[(s.batch_size, s.group_size)] for s in specs)
+  return {"epoch_steps": steps, "epoch_seconds_upper_bound": epoch, "run_steps": config.total_steps,
+          "run_seconds_upper_bound": config.total_steps * epoch / steps if steps else None}
+
+
+def describe_row(row: dict, topology: Topology) -> str:
+  gib = 1024**3
+  verdict = "fits" if row["fits"] else "DOES NOT FIT" + (" (the compiler refused it)" if row.get("refused") else "")
+  text = (f"{row['name']}: peak {row['peak_bytes'] / gib:.2f} of {topology.device_memory_bytes / gib:.2f} GiB "
+          f"(arguments {row['argument_bytes'] / gib:.2f}, temporaries {row['temp_bytes'] / gib:.2f}) "
+          f"{verdict}; compiled in {row['compile_seconds']}s")
+  if row["estimated_seconds"] is not None:
+    mfu = f", MFU {row['estimated_mfu']:.2f}" if row["estimated_mfu"] is not None else ""
+    text += f"; est. {row['estimated_seconds']:.3f} s/step{mfu}"
+  return text
+
+
+def format_table(report: dict) -> str:
+  """The plan as a fixed-width table, one shape per line, then the run's estimate and the remedies."""
+  gib = 1024**3
+  header = (f"{'shape':<24} {'args GiB':>9} {'out GiB':>8} {'temp GiB':>9} {'peak GiB':>9} {'fits':>5} "
+            f"{'TFLOP/step':>11} {'est s/step':>11} {'MFU':>5} {'tok/s/dev':>10}")
+  lines = [f"{report['topology']}: {report['devices']} x {report['device_kind']}, "
+           f"{report['device_memory_bytes'] / gib:.1f} GiB each", header, "-" * len(header)]
+  for r in report["shapes"]:
+    est = f"{r['estimated_seconds']:.3f}" if r["estimated_seconds"] is not None else "-"
+    mfu = f"{r['estimated_mfu']:.2f}" if r["estimated_mfu"] is not None else "-"
+    tps = f"{r['tokens_per_s_per_device']:.0f}" if r["tokens_per_s_per_device"] is not None else "-"
+    out = f"{(r['output_bytes'] - r['alias_bytes']) / gib:.2f}" if r["output_bytes"] is not None else "-"
+    lines.append(f"{r['name']:<24} {r['argument_bytes'] / gib:>9.2f} {out:>8} "
+                 f"{r['temp_bytes'] / gib:>9.2f} {r['peak_bytes'] / gib:>9.2f} {'yes' if r['fits'] else 'NO':>5} "
+                 f"{r['flops'] / 1e12:>11.3g} {est:>11} {mfu:>5} {tps:>10}")
+  if "epoch_seconds_upper_bound" in report:
+    lines.append(f"epoch: {report['epoch_steps']} steps, at most {report['epoch_seconds_upper_bound'] / 3600:.2f} h; "
+                 f"run: {report['run_steps']} steps, at most {report['run_seconds_upper_bound'] / 3600:.2f} h")
+  elif "run_seconds_upper_bound" in report:
+    lines.append(f"run: {report['run_steps']} steps, at most {report['run_seconds_upper_bound'] / 3600:.2f} h "
+                 "(at the slowest shape; give data.path for the epoch's mix)")
+  for r in report["shapes"]:
+    if r["fits"]:
+      continue
+    remedy = r.get("remedy")
+    if remedy:
+      lines.append(f"{r['name']} does not fit: fits with {' '.join('--config.' + o for o in remedy['overrides'])} "
+                   f"(peak {remedy['peak_bytes'] / gib:.2f} GiB)")
+    else:
+      lines.append(f"{r['name']} does not fit, and no remedy tried fits (more devices, shorter data.max_*_length "
+                   "or smaller data.domains batches)")
+  return "\n".join(lines)

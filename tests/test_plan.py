@@ -1,0 +1,161 @@
+"""`rejax plan`: the step `rejax train` compiles, compiled without running it. On cpu:8 its memory figures are
+those of a real run's compiled step (compiled_steps.jsonl), a shape made not to fit exits 3 with a remedy that
+does fit when applied, and a TPU topology compiles where libtpu is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import pytest
+
+from tests.test_train_run import MESH_222, ROOT, run
+
+TINY = str(ROOT / "configs" / "tiny.py")
+MEMORY_FIELDS = ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes")
+
+
+def plan_cmd(*args: str) -> list[str]:
+  return [sys.executable, "-m", "rejax.cli", "plan", "--config", TINY, *args]
+
+
+def test_plan_on_cpu8_reports_the_memory_of_the_step_rejax_train_compiled(tmp_path):
+  workdir = tmp_path / "run"
+  overrides = [*MESH_222, "--config.total_steps=2", "--config.ckpt_every=2", "--config.export_dir="]
+  run([sys.executable, "-m", "rejax.cli", "train", "--config", TINY, "--workdir", str(workdir), *overrides], devices=8)
+  trained = [json.loads(line) for line in (workdir / "compiled_steps.jsonl").read_text().splitlines()]
+  assert len(trained) == 1  # the fixture's one batch shape
+
+  proc = run(plan_cmd("--topology", "cpu:8", "--json", str(tmp_path / "plan.json"), *overrides), devices=8)
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert report["topology"] == "cpu:8" and report["devices"] == 8 and report["fits"]
+  (shape,) = report["shapes"]
+  assert {"query_ids": shape["query_ids"], "passage_ids": shape["passage_ids"],
+          "reason_ids": shape["reason_ids"]} == trained[0]["shapes"]
+  assert {k: shape[k] for k in MEMORY_FIELDS} == {k: trained[0][k] for k in MEMORY_FIELDS}
+  assert shape["argument_bytes"] > 0 and shape["temp_bytes"] > 0
+  assert shape["name"] in proc.stdout and "yes" in proc.stdout  # the table
+
+
+def test_a_shape_that_does_not_fit_exits_3_naming_a_remedy_that_fits_when_applied(tmp_path):
+  # 512-token passages without remat: the activations kept for the backward pass do not fit in 120 MiB
+  tight = ["--config.mesh.fsdp=8", "--config.data.max_passage_length=512", "--config.data.min_bucket=64",
+           "--config.data.domains={'biology': (8, 4)}", "--config.model.remat=none", "--device-memory", "120MiB"]
+  proc = run(plan_cmd("--topology", "cpu:8", "--json", str(tmp_path / "plan.json"), *tight), devices=8, check=False)
+  assert proc.returncode == 3, proc.stderr[-3000:]
+  report = json.loads((tmp_path / "plan.json").read_text())
+  assert not report["fits"] and report["device_memory_bytes"] == 120 * 2**20
+  (shape,) = report["shapes"]
+  assert shape["peak_bytes"] > 120 * 2**20 and shape["remedy"]["peak_bytes"] <= 120 * 2**20
+  remedy = ["--config." + o for o in shape["remedy"]["overrides"]]
+  assert f"{shape['name']} does not fit: fits with {' '.join(remedy)}" in proc.stdout
+  assert "Traceback" not in proc.stderr
+
+  fixed = run(plan_cmd("--topology", "cpu:8", "--json", str(tmp_path / "fixed.json"), *tight, *remedy), devices=8)
+  assert fixed.returncode == 0
+  (after,) = json.loads((tmp_path / "fixed.json").read_text())["shapes"]
+  assert after["fits"] and after["peak_bytes"] == shape["remedy"]["peak_bytes"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--topology", "v9z:1x1"], "libtpu does not know this topology"),
+    (["--topology", "tpu"], "expected a TPU topology such as v5p:2x2x4"),
+    (["--topology", "cpu:0"], "expected cpu:N with N >= 1"),
+    (["--topology", "cpu:64"], "this process has 8 CPU devices"),
+    (["--topology", "cpu:8", "--device-memory", "12XB"], "argument --device-memory: expected a size such as 64MiB"),
+    (["--topology", "cpu:8", "--config.mesh.dat=8"], "--config.mesh.dat: no such config key (did you mean mesh.data?)"),
+    (["--topology", "cpu:8", "--config.mesh.data=3"], "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8"),
+])
+def test_bad_plan_arguments_fail_in_one_line_naming_the_argument(args, message):
+  if args[1].startswith("v9") and importlib.util.find_spec("libtpu") is None:
+    message = "needs libtpu: pip install 'rejax[tpu]'"
+  proc = run(plan_cmd(*args), devices=8, check=False)
+  assert proc.returncode in (1, 2), proc.stderr[-3000:]
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+  assert "compiling" not in proc.stderr  # refused before any compile
+
+
+def test_a_tpu_topology_without_libtpu_names_the_extra(monkeypatch):
+  from rejax.errors import InputError
+  from rejax.train import topology
+
+  monkeypatch.setattr(topology.importlib.util, "find_spec", lambda name: None)
+  with pytest.raises(InputError, match=r"--topology v5p:2x2x4: compiling for TPU needs libtpu: pip install 'rejax\[tpu\]'"):
+    topology.resolve_topology("v5p:2x2x4")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                    reason="libtpu is not installed (pip install 'rejax[tpu]'): no TPU compiler to plan with")
+def test_the_tiny_config_compiles_for_a_tpu_v5e_slice(tmp_path):
+  out = tmp_path / "plan.json"
+  proc = run(plan_cmd("--topology", "v5e:4x4", "--config.mesh.fsdp=4", "--config.mesh.tensor=4", "--json", str(out)),
+             devices=1)
+  report = json.loads(out.read_text())
+  assert report["device_kind"] == "TPU v5 lite" and report["devices"] == 16
+  assert report["device_memory_bytes"] == int(15.75 * 2**30) and report["fits"], proc.stdout  # what libtpu can use
+  (shape,) = report["shapes"]
+  assert 0 < shape["peak_bytes"] < 2**30 and shape["compiler_flops_per_device"] > 0
+  if shape["estimated_mfu"] is not None:
+    assert 0 < shape["estimated_mfu"] <= 1
+
+
+def test_remedies_add_full_remat_then_ever_smaller_gradcache_chunks_then_fold_data_into_fsdp():
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.plan import remedies
+
+  config = apply_overrides(load_config_file(TINY), ["model.remat=none", "mesh.data=2", "mesh.fsdp=2",
+                                                    "data.domains={'a': (16, 4), 'b': (8, 2)}"])
+  assert list(remedies(config)) == [
+      ["model.remat=full"],
+      ["model.remat=full", "optim.grad_cache_chunk=8"],
+      ["model.remat=full", "optim.grad_cache_chunk=4"],
+      ["model.remat=full", "mesh.data=1", "mesh.fsdp=4"],
+  ]
+
+
+def test_batch_shapes_are_the_longest_buckets_or_every_bucket_combination():
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.program import batch_shapes
+
+  config = apply_overrides(load_config_file(TINY), ["data.max_query_length=64", "data.max_passage_length=100",
+                                                    "data.min_bucket=32"])
+  domains = {"a": (8, 4), "b": (8, 4), "c": (2, 16)}
+  longest = batch_shapes(config, domains)
+  assert [(s.query, s.passage, s.reason) for s in longest] == [((2, 64), (32, 100), (2, 64)),
+                                                              ((8, 64), (32, 100), (8, 64))]
+  every = batch_shapes(config, domains, all_buckets=True)
+  assert len(every) == 2 * 2 * 3 * 2  # families x query buckets (32, 64) x passage (32, 64, 100) x reasoning
+  assert {s.passage[1] for s in every} == {32, 64, 100}
+
+
+def test_the_epoch_estimate_weighs_each_family_by_its_batches_per_epoch():
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.plan import run_estimate
+
+  config = apply_overrides(load_config_file(TINY), ["total_steps=44"])
+  domains = {"a": (8, 4), "b": (8, 4), "c": (5, 2)}
+  records = {"a": 100, "b": 30, "c": 52}  # 12 + 3 batches of (8, 4), 10 of (5, 2): the remainders dropped
+  rows = [{"query_ids": [8, 64], "passage_ids": [32, 64], "estimated_seconds": 2.0},
+          {"query_ids": [5, 64], "passage_ids": [10, 64], "estimated_seconds": 0.5}]
+  estimate = run_estimate(config, domains, records, rows)
+  assert estimate["epoch_steps"] == 25
+  assert estimate["epoch_seconds_upper_bound"] == pytest.approx(15 * 2.0 + 10 * 0.5)
+  assert estimate["run_seconds_upper_bound"] == pytest.approx(44 * 35.0 / 25)
+  assert run_estimate(config, domains, None, rows) == {"run_steps": 44, "run_seconds_upper_bound": 44 * 2.0}
+  assert run_estimate(config, domains, records, [{**rows[0], "estimated_seconds": None}, rows[1]]) == {}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                    reason="libtpu is not installed (pip install 'rejax[tpu]'): no TPU compiler to plan with")
+def test_a_step_the_tpu_compiler_refuses_for_memory_is_reported_as_not_fitting(tmp_path):
+  out = tmp_path / "plan.json"
+  proc = run(plan_cmd("--topology", "v5e:2x2", "--config.mesh.fsdp=4", "--config.data.max_passage_length=8192",
+                      "--config.data.min_bucket=8192", "--config.data.domains={'biology': (64, 64)}",
+                      "--config.model.remat=none", "--no-remedies", "--json", str(out)), devices=1, check=False)
+  assert proc.returncode == 3, proc.stderr[-3000:]
+  (shape,) = json.loads(out.read_text())["shapes"]
+  assert not shape["fits"] and "exceeds available HBM" in shape["refused"]
+  assert shape["temp_bytes"] > 16 * 2**30 and shape["argument_bytes"] > 0
+  assert "DOES NOT FIT (the compiler refused it)" in proc.stderr and "Traceback" not in proc.stderr
