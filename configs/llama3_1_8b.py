@@ -7,7 +7,7 @@ reason-embed-data-0928 with per-domain (batch, G) so every step holds 1,024 pass
 The paper starts from the backbone after an MS MARCO fine-tune that was not released; from the plain
 base model expect lower numbers. Paper BRIGHT nDCG@10 (basic / RI): 34.9 / 36.2.
 
-COMMAND (one 8-GPU node; the arg picks a mesh preset: gpu8, v5p-32, cpu1):
+COMMAND (one 8-GPU node; the arg picks a preset of rejax/train/recipe.py: gpu8, v5p-32, v5e-16, cpu1):
   rejax data convert --input 'reason-embed-data-0928/*.jsonl' --output data/reason-embed
   rejax train --config configs/llama3_1_8b.py:gpu8 --workdir runs/llama3_1_8b --config.data.path=data/reason-embed
   rejax eval --model runs/llama3_1_8b/export --bright data/bright

@@ -13,7 +13,6 @@ import math
 from typing import Any, Iterator, Sequence
 
 import jax
-import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -111,7 +110,3 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
   """Sharding of a [batch, ...] array: batch over the data-parallel axes, the rest replicated."""
   return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1)))
 
-
-def host_to_global(local: np.ndarray, mesh: Mesh) -> jax.Array:
-  """A global batch-sharded jax.Array from this process's rows (multi-host safe)."""
-  return jax.make_array_from_process_local_data(batch_sharding(mesh, local.ndim), local)

@@ -17,6 +17,10 @@ SUPPORTED_MODEL_TYPES = {"qwen3": True, "llama": False}
 # config.json of the backbones the paper trains, so a run can be planned (`rejax plan`) without the hub.
 HUB_CONFIGS = pathlib.Path(__file__).parent / "hub_configs"
 
+# None: XLA's attention (any backend); "cudnn": fused flash attention on NVIDIA GPUs; "splash": the Pallas splash
+# kernel on TPU (rejax/models/splash.py); "splash_interpret": the same kernel interpreted, on any backend (tests).
+ATTENTION_IMPLS = (None, "xla", "cudnn", "splash", "splash_interpret")
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -43,15 +47,15 @@ class DecoderConfig:
   # bf16 weights for inference.
   param_dtype: Any = jnp.float32
   dtype: Any = jnp.float32
-  attention_impl: str | None = None  # None: XLA picks; "cudnn": fused flash attention on GPU
+  attention_impl: str | None = None  # see ATTENTION_IMPLS
   remat: str = "none"  # "none" | "full" | "dots": activation checkpointing per layer
   lora: LoRAConfig | None = None  # adapters on the matching projections; None = full fine-tuning
 
   def __post_init__(self):
     if self.remat not in ("none", "full", "dots"):
       raise ValueError(f"remat={self.remat!r}; expected 'none', 'full' or 'dots'")
-    if self.attention_impl not in (None, "xla", "cudnn"):
-      raise ValueError(f"attention_impl={self.attention_impl!r}; expected None, 'xla' or 'cudnn'")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
     if self.num_attention_heads % self.num_key_value_heads:
       raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                        f"num_key_value_heads={self.num_key_value_heads}")

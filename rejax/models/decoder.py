@@ -94,7 +94,12 @@ class Attention(nnx.Module):
 
 
 def _causal_attention(q, k, v, mask_bt, impl: str | None) -> jax.Array:
-  """Causal attention over the real tokens of each row: any padding layout for XLA, right padding for cuDNN."""
+  """Causal attention over the real tokens of each row: any padding layout for XLA, right padding for cuDNN and
+  splash (TPU)."""
+  if impl in ("splash", "splash_interpret"):
+    from rejax.models.splash import splash_causal_attention  # Pallas TPU: imported only when asked for
+
+    return splash_causal_attention(q, k, v, interpret=impl == "splash_interpret")
   if impl == "cudnn":
     # cuDNN's fused kernel takes padding as lengths, which assumes right padding (our batches are).
     lengths = jnp.sum(mask_bt, axis=-1, dtype=jnp.int32)

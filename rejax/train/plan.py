@@ -209,6 +209,7 @@ def find_remedy(config: ml_collections.ConfigDict, hf_config: dict, topology: To
       continue
     progress(f"  trying {' '.join('--config.' + o for o in overrides)} ...")
     row = compile_shape(candidate, hf_config, topology, shape)
+    progress(f"    {describe_row(row, topology)}")
     if row["fits"]:
       return {"overrides": overrides, "peak_bytes": row["peak_bytes"], "estimated_seconds": row["estimated_seconds"]}
   return None
