@@ -14,6 +14,12 @@ COMMAND (one 8-GPU node; the arg picks a preset of rejax/train/recipe.py: gpu8, 
 
 On a TPU v5p-32 slice, run the same train command on every host (scripts/launch_tpu_pod.sh) with :v5p-32;
 on SLURM GPU nodes see scripts/train_slurm.sbatch. A local copy of the model: --config.model.path=DIR.
+
+PLAN (`rejax plan`, compiled for the hardware without it; peak memory per chip and the compiler's estimate,
+longest buckets q/p/r 512, 2026-12-01; README "Will it fit?" has the table and the command):
+  v5p-32 with fsdp 16: 31.3 / 31.4 / 33.3 of 95.7 GiB and 8.4 / 9.0 / 13.4 s/step (MFU 0.37-0.38) for the
+    16x64 / 64x16 / 512x2 families;
+  v5e-16 (:v5e-16, GradCache chunks of 16): 5.5 / 5.0 / 8.0 of 15.75 GiB.
 """
 
 from rejax.train.recipe import paper_run

@@ -14,6 +14,12 @@ COMMAND (one 8-GPU node; the arg picks a preset of rejax/train/recipe.py: gpu8, 
 
 On a TPU v5p-32 slice, run the same train command on every host (scripts/launch_tpu_pod.sh) with :v5p-32;
 on SLURM GPU nodes see scripts/train_slurm.sbatch. A local copy of the model: --config.model.path=DIR.
+
+PLAN (`rejax plan`, compiled for the hardware without it; peak memory per chip and the compiler's estimate,
+longest buckets q/p/r 512, 2026-12-01; README "Will it fit?" has the table and the command):
+  v5p-32 with fsdp 16: 24.3 / 24.3 / 25.9 of 95.7 GiB and 6.1 / 6.6 / 9.9 s/step (MFU 0.27) for the
+    16x64 / 64x16 / 512x2 families;
+  v5e-16 (:v5e-16, GradCache chunks of 16): 3.1 / 3.3 / 5.8 of 15.75 GiB.
 """
 
 from rejax.train.recipe import paper_run

@@ -17,6 +17,7 @@ from rejax.eval.beir import RetrievalDataset
 from rejax.eval.metrics import write_trec_run
 from rejax.eval.report import markdown_table
 from rejax.eval.retrieve import run_model
+from rejax.io import write_text_atomic
 
 METRICS = {"ndcg@10": "nDCG@10", "recall@10": "Recall@10", "recall@100": "Recall@100", "map": "MAP",
            "mrr@10": "MRR@10"}
@@ -53,7 +54,7 @@ def run_benchmark(benchmark: str, tasks: Sequence[str], load_task: Callable[[str
   average = average_over_tasks(per_task)
   results = {"benchmark": benchmark, "model": model, "tasks": list(tasks), **average, "average": average,
              "per_task": per_task}
-  output.write_text(json.dumps(results, indent=2) + "\n")
-  output.with_suffix(".md").write_text(results_table(results))
+  write_text_atomic(output, json.dumps(results, indent=2) + "\n", what="results")
+  write_text_atomic(output.with_suffix(".md"), results_table(results), what="results table")
   print(f"{benchmark} average over {len(tasks)} tasks: nDCG@10 {average['ndcg@10']:.4f}", file=sys.stderr)
   return results

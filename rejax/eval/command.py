@@ -17,6 +17,8 @@ import pathlib
 import sys
 from typing import Callable
 
+from rejax.io import write_text_atomic
+
 # Max tokens per text when --max-length is not given (docs/method.md#protocol; BEIR datasets: the encode default).
 PROTOCOL_MAX_LENGTH = {"bright": 8192, "r2med": 512, "dataset": 512}
 
@@ -81,8 +83,7 @@ def _eval_dataset(args: argparse.Namespace, dataset, encoder) -> None:
   dataset.instruction = args.instruction
   run, results = run_model(dataset, args.model, encoder, k=args.top_k, index_kind=args.index,
                            cache_dir=args.cache_dir)
-  args.output.parent.mkdir(parents=True, exist_ok=True)
-  args.output.write_text(json.dumps(results, indent=2) + "\n")
+  write_text_atomic(args.output, json.dumps(results, indent=2) + "\n", what="results")
   if args.run_out:
     write_trec_run(run, args.run_out, tag="rejax" if args.model != "bm25" else "bm25", k=args.top_k)
   print(f"wrote {args.output}" + (f" and {args.run_out}" if args.run_out else ""), file=sys.stderr)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import pathlib
 
+from rejax.io import write_text_atomic
+
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 
@@ -118,8 +120,9 @@ def write_trec_run(run: Run, path: str | pathlib.Path, tag: str, k: int = 1000) 
   Scores are written with repr, which round-trips floats exactly: rounding could turn distinct scores
   into ties that trec_eval would reorder by docid.
   """
-  with open(path, "w", encoding="utf-8", newline="\n") as f:
-    for qid in sorted(run):
-      scores = run[qid]
-      for i, docid in enumerate(rank_docs(scores)[:k]):
-        f.write(f"{qid} Q0 {docid} {i + 1} {float(scores[docid])!r} {tag}\n")
+  lines = []
+  for qid in sorted(run):
+    scores = run[qid]
+    lines += [f"{qid} Q0 {docid} {i + 1} {float(scores[docid])!r} {tag}\n"
+              for i, docid in enumerate(rank_docs(scores)[:k])]
+  write_text_atomic(path, "".join(lines), what="TREC run")

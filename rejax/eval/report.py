@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+from rejax.io import write_text_atomic
+
 AVERAGE = "Average"
 
 
@@ -76,7 +78,8 @@ def write_report(directory: str | pathlib.Path, metric: str = "ndcg@10") -> tupl
     raise FileNotFoundError(f"{directory}: no RESULTS.json under it; run `rejax eval` into it first")
   rows = [[label, *(f"{100 * s[c]:.1f}" if c in s else "-" for c in columns)] for label, s in models.items()]
   table = directory / "table.md"
-  table.write_text(f"{metric} (x100)\n\n" + markdown_table(["model", *columns], rows))
+  write_text_atomic(table, f"{metric} (x100)\n\n" + markdown_table(["model", *columns], rows),
+                    what="report table")
   chart = directory / "chart.png"
   draw_chart(columns, models, chart, metric)
   return table, chart

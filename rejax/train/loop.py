@@ -34,7 +34,8 @@ from rejax.train.export_run import check_own_export_dir, export_run, own_export_
 from rejax.train.flops import peak_flops, train_step_flops
 from rejax.train.lock import lock_workdir, releases_workdir_lock
 from rejax.train.logger import RunLogger
-from rejax.train.program import COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx, memory_figures, trained_variables
+from rejax.train.program import (COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx,
+                                 memory_figures, trained_variables)
 from rejax.train.step import init_train_state
 from rejax.train.workdir import base_model_dir, build_model, dataset_dir
 

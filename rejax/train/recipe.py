@@ -54,7 +54,8 @@ def paper_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-8
   c.optim.weight_decay = 0.0
   c.optim.clip_norm = 1.0
-  c.optim.grad_divisor = 1.0  # 8.0 reproduces the 8-GPU reference's DDP averaging exactly (docs/method.md#gradient-scale)
+  # 8.0 reproduces the 8-GPU reference's DDP averaging exactly (docs/method.md#gradient-scale)
+  c.optim.grad_divisor = 1.0
   c.optim.grad_cache_chunk = 0  # 0 = off; N = GradCache with N rows per chunk
 
   c.eval = ml_collections.ConfigDict()  # dev evaluation during training (off by default)
@@ -79,7 +80,7 @@ def paper_config() -> ml_collections.ConfigDict:
 # besides the mesh a preset needs. The TPU ones were chosen with `rejax plan` (README "Will it fit?"): on v5p-32,
 # data 2 x fsdp 8 is the fastest split by the compiler's estimate (Qwen3-8B, 64 x 16 family: 7.7 s/step vs 8.0 for
 # data 4 x fsdp 4 and 9.5 for fsdp 16; peak 34 of 95.7 GiB); on v5e-16 (15.75 GiB chips) no family fits without
-# GradCache (Qwen3-8B needs 19-21 GiB of temporaries), and chunks of 16 rows fit all three models (peak <= 7.6 GiB).
+# GradCache (Qwen3-8B needs 19-21 GiB of temporaries), and chunks of 16 rows fit all three models (peak <= 8.1 GiB).
 MESH_PRESETS = {
   "gpu8": {"data": 1, "fsdp": 8, "tensor": 1},  # one node of 8 GPUs (H100/A100 80 GB)
   "v5p-32": {"data": 2, "fsdp": 8, "tensor": 1},  # a TPU v5p-32 slice: 16 chips on 4 hosts

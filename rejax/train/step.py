@@ -45,7 +45,8 @@ class TrainState(struct.PyTreeNode):
   opt_state: Any
 
 
-def init_train_state(model: nnx.Module, tx: optax.GradientTransformation, wrt=nnx.Param) -> tuple[nnx.GraphDef, TrainState]:
+def init_train_state(model: nnx.Module, tx: optax.GradientTransformation,
+                     wrt=nnx.Param) -> tuple[nnx.GraphDef, TrainState]:
   """(graphdef, state) for `model`, training the variables `wrt` selects (nnx.LoRAParam for LoRA).
 
   Optimizer state exists only for the trained variables and is sharded as they are (opt_state_shardings).
