@@ -7,7 +7,7 @@ ASSETS ?= .cache/assets
 export REJAX_ASSETS := $(abspath $(ASSETS))
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install lint test test-slow demo bench clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/uv pip install -q --python $(PY) -c constraints.txt -e '.[dev]'
 	touch $@
 
-test: $(STAMP)
+# The conventions you can run (pyproject.toml [tool.ruff]): part of `make test`, so CI checks them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 test-slow: $(STAMP)

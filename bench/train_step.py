@@ -2,9 +2,9 @@
 
     python -m bench.train_step [--models tiny,smollm2] [--queries 2] [--group 4] [--length 64] [--repeats 3]
 
-1. Throughput: one full fine-tuning step of a tiny random Qwen3 and of SmolLM2-135M in fp32 (RI-InfoNCE: queries and passages with
-   gradient, reasoning queries without; AdamW) in rejax and in PyTorch (transformers model, the same loss
-   written in torch, torch.optim.AdamW) on the same batch. Prints tokens/s of both, the ratio, and each one's
+1. Throughput: one full fine-tuning step of a tiny random Qwen3 and of SmolLM2-135M in fp32 (RI-InfoNCE: queries
+   and passages with gradient, reasoning queries without; AdamW) in rejax and in PyTorch (transformers model, the
+   same loss written in torch, torch.optim.AdamW) on the same batch. Prints tokens/s of both, the ratio, and each one's
    fraction of the machine's matmul peak measured in the same run (model FLOPs: 6 x weights x grad tokens +
    2 x weights x no-grad tokens).
 2. Memory: XLA's own accounting (compiled memory_analysis, no run needed) of the step's temporary buffers at
@@ -146,7 +146,8 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool) -> N
   print(f"\n{name}: full fine-tuning fp32, {weights / 1e6:.1f}M non-embedding weights; batch {args.queries} "
         f"queries x (1 + {args.group} passages + 1 reasoning query) x {args.length} real tokens")
   for framework, seconds in (("rejax (JAX)", jax_s), ("PyTorch (transformers)", torch_s)):
-    print(f"{framework:24s} {tokens / seconds:8.1f} tokens/s  {seconds:7.2f} s/step  {flops / seconds / peak:6.1%} of peak")
+    print(f"{framework:24s} {tokens / seconds:8.1f} tokens/s  {seconds:7.2f} s/step  "
+          f"{flops / seconds / peak:6.1%} of peak")
   print(f"ratio rejax / PyTorch: {torch_s / jax_s:.2f}x")
 
   if memory:

@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
   from rejax.data.weak_pairs import GENERIC_INSTRUCTION
 
   pairs = data_commands.add_parser("pairs", help="weakly supervised training data from a corpus alone: each titled "
-                                                 "document's title -> its body, BM25 hard negatives, a held-out dev set")
+                                   "document's title -> its body, BM25 hard negatives, a held-out dev set")
   pairs.add_argument("--corpus", required=True, type=pathlib.Path, help='BEIR corpus.jsonl ({"_id", "title", "text"})')
   pairs.add_argument("--output", required=True, type=pathlib.Path,
                      help="new directory: train/{domain}-formatted.jsonl, dev/ (BEIR, qrels/dev.tsv), pairs.json")

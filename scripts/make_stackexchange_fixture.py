@@ -1,7 +1,7 @@
 """Writes a StackExchange answer-retrieval collection in the BEIR layout (tests/fixtures/stackexchange/) from
 BRIGHT's examples files: each post is a query, each post's accepted answer a document, judged relevant to it.
 
-COMMAND: python scripts/make_stackexchange_fixture.py /work/shared/data/bright/examples [--output tests/fixtures/stackexchange]
+COMMAND: python scripts/make_stackexchange_fixture.py BRIGHT_EXAMPLES_DIR [--output tests/fixtures/stackexchange]
 
 A held-out collection of fields other than computing (biology, psychology, sustainable living) for checking
 that a model trained on the CACM recipe generalises. Deterministic: the same inputs give byte-identical files.

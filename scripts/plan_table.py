@@ -30,9 +30,11 @@ def rows(path: pathlib.Path) -> list[str]:
       verdict = "no"
     seconds = shape["estimated_seconds"]
     mfu = shape["estimated_mfu"]
-    out.append(f"| {path.stem} | {shape['name']} | {shape['argument_bytes'] / GIB:.2f} | {shape['temp_bytes'] / GIB:.2f} "
+    out.append(f"| {path.stem} | {shape['name']} | {shape['argument_bytes'] / GIB:.2f} "
+               f"| {shape['temp_bytes'] / GIB:.2f} "
                f"| {shape['peak_bytes'] / GIB:.2f} / {report['device_memory_bytes'] / GIB:.2f} | {verdict} "
-               f"| {shape['flops'] / 1e15:.1f} | {f'{seconds:.2f}' if seconds else '-'} | {f'{mfu:.2f}' if mfu else '-'} "
+               f"| {shape['flops'] / 1e15:.1f} | {f'{seconds:.2f}' if seconds else '-'} "
+               f"| {f'{mfu:.2f}' if mfu else '-'} "
                f"| {shape['compile_seconds']:.0f} |")
   return out
 

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
   for name, help_text in [("run", "every enabled stage in order"),
                           *((s, (STAGES[s].__doc__ or "").splitlines()[0]) for s in STAGES)]:
     sub = commands.add_parser(name, help=help_text)
-    sub.add_argument("--config", required=True, help="configs/synth/NAME.py[:ARG]; override keys with --config.KEY=VALUE")
+    sub.add_argument("--config", required=True,
+                     help="configs/synth/NAME.py[:ARG]; override keys with --config.KEY=VALUE")
     sub.add_argument("--shard", default="0/1", help="i/N: run the work units u with u %% N == i (default 0/1)")
     sub.add_argument("--domain", help="comma-separated domains (default: all of the config's)")
     sub.add_argument("--no-progress", action="store_true", help="no progress bars")

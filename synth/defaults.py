@@ -1,4 +1,5 @@
-"""The keys every synthesis config has, with the paper's settings where the paper gives them (docs/method.md#data-synthesis)."""
+"""The keys every synthesis config has, with the paper's settings where the paper gives them
+(docs/method.md#data-synthesis)."""
 
 from __future__ import annotations
 

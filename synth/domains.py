@@ -1,7 +1,7 @@
 """Per-domain settings of the synthesis: what a query looks like, what relevance means, (G, batch).
 
-The 12 BRIGHT domains are presets (docs/method.md#per-domain-batches, #query-instructions); a user's own corpus is a domain whose
-config block gives these fields itself.
+The 12 BRIGHT domains are presets (docs/method.md#per-domain-batches, #query-instructions); a user's own corpus is
+a domain whose config block gives these fields itself.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ BRIGHT: dict[str, DomainSpec] = {
   "theoremqa_questions": DomainSpec(
     "theoremqa_questions", topic="mathematics, physics and engineering problems solved with a theorem",
     instruction="Given a Math problem, retrieve relevant examples that help answer the problem.",
-    query_kind=_MATH_KIND, relevance="the document's worked example uses a theorem or skill that helps solve the problem",
+    query_kind=_MATH_KIND,
+    relevance="the document's worked example uses a theorem or skill that helps solve the problem",
     group_size=16, batch_size=8),
   "theoremqa_theorems": DomainSpec(
     "theoremqa_theorems", topic="mathematical theorems, definitions and their statements",

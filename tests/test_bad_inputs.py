@@ -3,8 +3,9 @@ stop with one line naming the problem (file:line, field, flag, id or directory),
 2), print no traceback, and leave every input and earlier output byte-identical.
 
 Three classes, each a table of cases and one parametrized test, plus a few direct tests: inputs that used to give
-a silently wrong result, exports that could lose data, and errors that used to surface as tracebacks. Most run `rejax.cli.main` in this process; one
-subprocess checks what a user's terminal shows (and that `--debug` / REJAX_DEBUG=1 bring the traceback back).
+a silently wrong result, exports that could lose data, and errors that used to surface as tracebacks. Most run
+`rejax.cli.main` in this process; one subprocess checks what a user's terminal shows (and that `--debug` /
+REJAX_DEBUG=1 bring the traceback back).
 Two more classes of direct tests: a second `rejax train` on a workdir in use (refused, naming the holder; a stale or
 killed holder's lock taken over), and writes a full disk or a read-only target refuses (one line, no temporary
 left, the previous output intact, and the same command working once there is space).

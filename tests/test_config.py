@@ -70,6 +70,7 @@ def test_cross_field_rules_name_the_keys(override, message):
 def test_a_missing_or_broken_config_file_is_named(tmp_path):
   with pytest.raises(ConfigError, match="no such file"):
     load_config_file(str(tmp_path / "nope.py"))
-  (tmp_path / "partial.py").write_text("import ml_collections\ndef get_config():\n  return ml_collections.ConfigDict({'seed': 0})\n")
+  (tmp_path / "partial.py").write_text(
+      "import ml_collections\ndef get_config():\n  return ml_collections.ConfigDict({'seed': 0})\n")
   with pytest.raises(ConfigError, match="missing key\\(s\\) total_steps, ckpt_every"):
     load_config_file(str(tmp_path / "partial.py"))

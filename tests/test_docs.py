@@ -71,8 +71,8 @@ def test_per_domain_table_is_the_code_s():
     assert int(passages) == int(b) * int(g) and int(per_device) * 8 == int(b), name
 
 
-@pytest.mark.parametrize("heading, anchor", [("RI-InfoNCE", "ri-infonce"), ("Data flow", "data-flow"),
-                                             ("Per-domain batches", "per-domain-batches"),
-                                             ("The method, as rejax implements it", "the-method-as-rejax-implements-it")])
+@pytest.mark.parametrize("heading, anchor", [
+    ("RI-InfoNCE", "ri-infonce"), ("Data flow", "data-flow"), ("Per-domain batches", "per-domain-batches"),
+    ("The method, as rejax implements it", "the-method-as-rejax-implements-it")])
 def test_anchor_of_follows_github(heading, anchor):
   assert anchor_of(heading) == anchor

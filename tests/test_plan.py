@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import pathlib
 import sys
 
 import pytest
@@ -66,7 +65,8 @@ def test_a_shape_that_does_not_fit_exits_3_naming_a_remedy_that_fits_when_applie
     (["--topology", "cpu:64"], "this process has 8 CPU devices"),
     (["--topology", "cpu:8", "--device-memory", "12XB"], "argument --device-memory: expected a size such as 64MiB"),
     (["--topology", "cpu:8", "--config.mesh.dat=8"], "--config.mesh.dat: no such config key (did you mean mesh.data?)"),
-    (["--topology", "cpu:8", "--config.mesh.data=3"], "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8"),
+    (["--topology", "cpu:8", "--config.mesh.data=3"],
+     "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8"),
 ])
 def test_bad_plan_arguments_fail_in_one_line_naming_the_argument(args, message):
   if args[1].startswith("v9") and importlib.util.find_spec("libtpu") is None:
@@ -82,7 +82,8 @@ def test_a_tpu_topology_without_libtpu_names_the_extra(monkeypatch):
   from rejax.train import topology
 
   monkeypatch.setattr(topology.importlib.util, "find_spec", lambda name: None)
-  with pytest.raises(InputError, match=r"--topology v5p:2x2x4: compiling for TPU needs libtpu: pip install 'rejax\[tpu\]'"):
+  expected = r"--topology v5p:2x2x4: compiling for TPU needs libtpu: pip install 'rejax\[tpu\]'"
+  with pytest.raises(InputError, match=expected):
     topology.resolve_topology("v5p:2x2x4")
 
 

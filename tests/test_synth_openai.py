@@ -141,7 +141,8 @@ def test_exhausted_retries_fail_the_batch_and_never_show_the_key(serve, monkeypa
 
 def test_a_final_assistant_message_is_continued(serve):
   server = serve(lambda body: (200, "3</score>"))
-  backend = OpenAIBackend(server.url, "m", api_key_env="", extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+  backend = OpenAIBackend(server.url, "m", api_key_env="",
+                          extra_body={"chat_template_kwargs": {"enable_thinking": False}})
   messages = [*user("judge"), {"role": "assistant", "content": "Analysis.\n\n<score>"}]
   assert backend.chat([messages], Sampling()) == ["3</score>"]
   body = server.bodies[0]

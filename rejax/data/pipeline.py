@@ -143,7 +143,8 @@ def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int =
   # for a moment (etils lazy imports), which would hand other threads' imports lazy stand-ins.
   build._sources  # noqa: B018
   dataset = grain.MapDataset.range(num_steps).map(build)
-  iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch))
+  options = grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch)
+  iterable = dataset.to_iter_dataset(options)
   if num_workers:
     from absl import flags
 

@@ -71,7 +71,7 @@ def average_precision(ranking: list[str], judged: dict[str, int]) -> float:
 
 
 def reciprocal_rank_at_k(ranking: list[str], judged: dict[str, int], k: int) -> float:
-  """Returns 1 / rank of the first relevant doc within the top k, else 0 (trec_eval `recip_rank` on the run cut at k)."""
+  """1 / rank of the first relevant doc within the top k, else 0 (trec_eval `recip_rank` on the run cut at k)."""
   for i, d in enumerate(ranking[:k]):
     if judged.get(d, 0) >= RELEVANCE_LEVEL:
       return 1.0 / (i + 1)

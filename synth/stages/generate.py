@@ -2,9 +2,10 @@
 
 Each source draws a target length and an education level (weighted, a pure function of seed, domain
 and source id). A non-empty `generate.response_prefix` (e.g. "Question:") starts the answer for the
-model, which keeps small models from chatting about the task instead of writing the query. Answers are cleaned (quotes, fences, labels), those that refer to their source are
-rejected, and repeated queries (by normalised-text hash) are dropped. Writes `generate/DOMAIN.jsonl`
-rows `{"qid", "source_id", "query", "length", "level"}`.
+model, which keeps small models from chatting about the task instead of writing the query. Answers are cleaned
+(quotes, fences, labels), those that refer to their source are rejected, and repeated queries (by
+normalised-text hash) are dropped. Writes `generate/DOMAIN.jsonl` rows
+`{"qid", "source_id", "query", "length", "level"}`.
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
     for item, answer in zip(batch, answers):
       text = (answer or "").strip()
       row = {"qid": item["qid"], "reasoning_query": text}
-      rows.append(row if text else {**row, "drop": "empty rewrite" if answer is not None else "backend returned nothing"})
+      drop = "empty rewrite" if answer is not None else "backend returned nothing"
+      rows.append(row if text else {**row, "drop": drop})
     return rows
 
   rows = ctx.runner(NAME, domain).run(items, [it["qid"] for it in items], process)
