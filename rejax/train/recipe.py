@@ -78,8 +78,9 @@ def paper_config() -> ml_collections.ConfigDict:
 
 # Mesh presets for the paper's models (fp32 parameters sharded over fsdp; bf16 compute; LoRA), and the settings
 # besides the mesh a preset needs. The TPU ones were chosen with `rejax plan` (README "Will it fit?"): on v5p-32,
-# data 2 x fsdp 8 is the fastest split by the compiler's estimate (Qwen3-8B, 64 x 16 family: 7.7 s/step vs 8.0 for
-# data 4 x fsdp 4 and 9.5 for fsdp 16; peak 34 of 95.7 GiB); on v5e-16 (15.75 GiB chips) no family fits without
+# data 2 x fsdp 8 is the fastest split by the compiler's estimate (Qwen3-8B: 7.3 / 7.7 / 11.4 s/step for the three
+# families vs 8.9 / 9.5 / 14.3 with fsdp 16, and 8.0 for data 4 x fsdp 4 on 64 x 16; peak <= 42.3 of 95.7 GiB);
+# full remat stays: "dots" needs 182 GiB of temporaries. On v5e-16 (15.75 GiB chips) Qwen3-8B fits no family without
 # GradCache (Qwen3-8B needs 19-21 GiB of temporaries), and chunks of 16 rows fit all three models (peak <= 8.1 GiB).
 MESH_PRESETS = {
   "gpu8": {"data": 1, "fsdp": 8, "tensor": 1},  # one node of 8 GPUs (H100/A100 80 GB)
