@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -64,6 +67,24 @@ def test_convert_reads_gzip_and_keeps_unknown_fields(tmp_path):
     f.writelines(json.dumps(r) + "\n" for r in records)
   convert([str(tmp_path / "*.jsonl.gz")], tmp_path / "out")
   assert read_all(tmp_path / "out") == {"economics": records}
+
+
+def test_a_killed_conversions_staging_is_removed_by_the_next_one_and_a_live_ones_kept(tmp_path):
+  from rejax.io import HOST
+
+  records = fixture_records("economics")[:2]
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "economics-formatted.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()  # a pid that no longer runs: the conversion it stood for was killed
+  killed = tmp_path / f".out.partial-{HOST}-{dead.pid}"
+  live = tmp_path / f".out.partial-{HOST}-{os.getppid()}"  # a writer that still runs (pytest's parent)
+  for staging in (killed, live):
+    (staging / "reason_embed").mkdir(parents=True)
+  convert([str(tmp_path / "in" / "*.jsonl")], tmp_path / "out")
+  assert read_all(tmp_path / "out") == {"economics": records}
+  assert not killed.exists() and live.is_dir()
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "out", live.name])
 
 
 def test_a_malformed_line_is_reported_by_file_and_line_and_leaves_no_output(tmp_path):

@@ -2,7 +2,7 @@
 
 The output directory is a plain TFDS dataset directory (`tfds.builder_from_directory(DIR)`,
 `as_data_source(split=domain)`; no TensorFlow needed) plus `manifest.json` with per-domain counts.
-It is built under `DIR.incomplete-*` and renamed into place only when complete, so a directory named
+It is built under the hidden `.DIR.partial-HOST-PID` and renamed into place only when complete, so a directory named
 DIR is always a finished conversion.
 """
 
@@ -18,11 +18,11 @@ import os
 import pathlib
 import shutil
 import sys
-import tempfile
 from typing import Iterator, Sequence
 
 from rejax.data.records import RecordError, domain_of, parse_record, tfds_features, to_example
 from rejax.eval.rows import check_file, text_lines
+from rejax.io import remove_stale_temps, temp_sibling
 
 DATASET_NAME = "reason_embed"
 MANIFEST = "manifest.json"
@@ -112,7 +112,10 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, s
   by_domain = expand_inputs(inputs)
   import tensorflow_datasets as tfds  # after the cheap checks: the import takes seconds
   output.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f"{output.name}.incomplete-", dir=output.parent))
+  remove_stale_temps(output)  # what a killed conversion to the same output left
+  staging = temp_sibling(output, "partial")
+  shutil.rmtree(staging, ignore_errors=True)
+  staging.mkdir()
   try:
     builder = _builder_class()(inputs=by_domain, skip_invalid=skip_invalid, data_dir=str(staging),
                                file_format="array_record")
