@@ -24,7 +24,7 @@ import ml_collections
 
 from rejax.data import text
 from rejax.data.pipeline import PipelineConfig, make_dataset, tokens_in
-from rejax.io import write_text_atomic
+from rejax.io import write_error, write_text_atomic
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train import distributed
 from rejax.train.checkpoint import Checkpointer
@@ -173,8 +173,12 @@ def _record_compile(logger: RunLogger, workdir: pathlib.Path, shapes: dict, seco
   if jax.process_index() == 0:
     record = {"shapes": {k: list(s) for k, s in shapes.items()}, "compile_seconds": round(seconds, 2),
               **(figures or {})}
-    with open(workdir / COMPILED_STEPS, "a", encoding="utf-8") as f:
-      f.write(json.dumps(record) + "\n")
+    line = json.dumps(record) + "\n"
+    try:
+      with open(workdir / COMPILED_STEPS, "a", encoding="utf-8") as f:
+        f.write(line)
+    except OSError as e:
+      raise write_error(e, "the compiled step's memory figures to", workdir / COMPILED_STEPS, size=len(line)) from e
 
 
 def _warn(message: str) -> None:
