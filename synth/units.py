@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 from rejax.eval.rows import read_rows
+from rejax.io import write_text_atomic
 from synth.report import redact, say
 
 
@@ -46,13 +47,9 @@ class Shard:
 
 
 def write_jsonl_atomic(path: pathlib.Path, rows: Iterable[dict]) -> None:
-  """Writes rows as JSONL via a temporary file and a rename: `path` exists only complete; secrets are redacted."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(redact(json.dumps(row, ensure_ascii=False)) + "\n")
-  os.replace(tmp, path)
+  """Writes rows as JSONL whole or not at all (rejax.io: a full disk is one line, nothing half-written); secrets
+  are redacted."""
+  write_text_atomic(path, "".join(redact(json.dumps(row, ensure_ascii=False)) + "\n" for row in rows), what="rows")
 
 
 def read_jsonl(path: pathlib.Path) -> list[dict]:
