@@ -17,8 +17,9 @@ on SLURM GPU nodes see scripts/train_slurm.sbatch. A local copy of the model: --
 
 PLAN (`rejax plan`, compiled for the hardware without it; peak memory per chip and the compiler's estimate,
 longest buckets q/p/r 512, 2026-12-01; README "Will it fit?" has the table and the command):
-  v5p-32 with fsdp 16: 31.3 / 31.4 / 33.3 of 95.7 GiB and 8.4 / 9.0 / 13.4 s/step (MFU 0.37-0.38) for the
-    16x64 / 64x16 / 512x2 families;
+  v5p-32 with fsdp 16 and XLA's attention: 31.3 / 31.4 / 33.3 of 95.7 GiB and 8.4 / 9.0 / 13.4 s/step (MFU
+    0.37-0.38) for the 16x64 / 64x16 / 512x2 families (the preset is now data 2 x fsdp 8 with splash attention,
+    chosen on Qwen3-8B; not compiled for Llama);
   v5e-16 (:v5e-16, GradCache chunks of 16): 5.5 / 5.0 / 8.0 of 15.75 GiB.
 """
 

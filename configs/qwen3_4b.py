@@ -17,8 +17,9 @@ on SLURM GPU nodes see scripts/train_slurm.sbatch. A local copy of the model: --
 
 PLAN (`rejax plan`, compiled for the hardware without it; peak memory per chip and the compiler's estimate,
 longest buckets q/p/r 512, 2026-12-01; README "Will it fit?" has the table and the command):
-  v5p-32 with fsdp 16: 24.3 / 24.3 / 25.9 of 95.7 GiB and 6.1 / 6.6 / 9.9 s/step (MFU 0.27) for the
-    16x64 / 64x16 / 512x2 families;
+  v5p-32 with fsdp 16 and XLA's attention: 24.3 / 24.3 / 25.9 of 95.7 GiB and 6.1 / 6.6 / 9.9 s/step (MFU 0.27)
+    for the 16x64 / 64x16 / 512x2 families (the preset is now data 2 x fsdp 8 with splash attention, chosen on
+    Qwen3-8B; not compiled for 4B);
   v5e-16 (:v5e-16, GradCache chunks of 16): 3.1 / 3.3 / 5.8 of 15.75 GiB.
 """
 

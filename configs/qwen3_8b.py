@@ -17,8 +17,9 @@ on SLURM GPU nodes see scripts/train_slurm.sbatch. A local copy of the model: --
 
 PLAN (`rejax plan`, compiled for the hardware without it; peak memory per chip and the compiler's estimate,
 longest buckets q/p/r 512, 2026-12-01; README "Will it fit?" has the table and the command):
-  v5p-32 (:v5p-32, data 2 x fsdp 8): 32.0 / 34.2 / 42.3 of 95.7 GiB and 7.3 / 7.7 / 11.4 s/step (MFU 0.42-0.45)
-    for the 16x64 / 64x16 / 512x2 families; with fsdp 16: 33.1 / 35.4 / 35.4 GiB, 8.9 / 9.5 / 14.3 s/step;
+  v5p-32 (:v5p-32, data 2 x fsdp 8, splash attention): 29.0 / 29.9 / 38.0 of 95.7 GiB and 6.9 / 7.3 / 10.7 s/step
+    (MFU 0.45-0.47) for the 16x64 / 64x16 / 512x2 families; with XLA's attention 32.0 / 34.2 / 42.3 GiB and
+    7.3 / 7.7 / 11.4 s/step; with fsdp 16 and XLA's attention 33.1 / 35.4 / 35.4 GiB, 8.9 / 9.5 / 14.3 s/step;
   v5e-16 (:v5e-16): without GradCache every family needs 19-21 GiB of temporaries (15.75 GiB chips); with
     optim.grad_cache_chunk=16 the peaks are 5.5 / 5.0 / 7.5 GiB (libtpu gives no time estimate for v5e).
 """
