@@ -39,11 +39,8 @@ def forward_flops(cfg, rows: int, length: int) -> float:
 
 
 def train_step_flops(cfg, shapes: dict[str, tuple[int, ...]], reasoning_pass: bool) -> float:
-  """FLOPs of one step: forward + backward (3x forward) of queries and passages, plus the q' forward."""
-  flops = 3 * (forward_flops(cfg, *shapes["query_ids"]) + forward_flops(cfg, *shapes["passage_ids"]))
-  if reasoning_pass and "reason_ids" in shapes:
-    flops += forward_flops(cfg, *shapes["reason_ids"])
-  return flops
+  """Model FLOPs of one step: forward + backward (3x forward) of queries and passages, plus the q' forward."""
+  return executed_step_flops(cfg, shapes, reasoning_pass, remat="none", grad_cache=False)
 
 
 def measured_matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
