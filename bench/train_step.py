@@ -1,12 +1,19 @@
 """Train-step speed and memory: rejax vs an equivalent PyTorch step, and GradCache's peak memory.
 
-    python -m bench.train_step [--models tiny,smollm2] [--queries 2] [--group 4] [--length 64] [--repeats 3]
+    python -m bench.train_step [--models tiny,smollm2] [--cases full,real] [--queries 2] [--group 4]
+        [--length 64] [--max-passage-length 256] [--real-batches 3] [--repeats 3] [--json OUT.json]
 
-1. Throughput: one full fine-tuning step of a tiny random Qwen3 and of SmolLM2-135M in fp32 (RI-InfoNCE: queries
+1. Throughput: full fine-tuning steps of a tiny random Qwen3 and of SmolLM2-135M in fp32 (RI-InfoNCE: queries
    and passages with gradient, reasoning queries without; AdamW) in rejax and in PyTorch (transformers model, the
-   same loss written in torch, torch.optim.AdamW) on the same batch. Prints tokens/s of both, the ratio, and each one's
-   fraction of the machine's matmul peak measured in the same run (model FLOPs: 6 x weights x grad tokens +
-   2 x weights x no-grad tokens).
+   same loss written in torch, torch.optim.AdamW) on the same batches, two cases:
+   - full: one random batch, every sequence `--length` tokens (no padding anywhere);
+   - real: `--real-batches` batches of the repository's training data (tests/fixtures/reason_embed) as
+     `rejax train`'s pipeline builds them; rejax packs them (data.pack, the default), PyTorch pads every input
+     to its longest sequence in multiples of 8 as FlagEmbedding's collator does.
+   Prints real tokens/s of both, the ratio, each one's padding fraction and each one's fraction of the machine's
+   matmul peak measured in the same run (model FLOPs of the real tokens, rejax.train.flops). `--json` writes
+   {"cases": [{"name", "batches", "rejax_tokens_per_s", "torch_tokens_per_s", "ratio", "padding_fraction",
+   "rejax_padding_fraction", ...}]} (padding_fraction: the PyTorch reference's).
 2. Memory: XLA's own accounting (compiled memory_analysis, no run needed) of the step's temporary buffers at
    1x, 4x and 16x the global batch, with and without GradCache.
 """
@@ -14,7 +21,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pathlib
 import statistics
 import time
 
@@ -42,15 +51,14 @@ def make_batch(queries: int, group: int, length: int, vocab: int, seed: int = 0)
           "passage_mask": ones(queries * group), "reason_ids": ids(queries), "reason_mask": ones(queries)}
 
 
-def torch_step_fn(model_dir: str, batch: dict, group: int, temperature: float):
-  """A PyTorch train step equivalent to ours: same model, same loss, AdamW."""
+def torch_step_fn(model_dir: str, group: int, temperature: float):
+  """step(batch): a PyTorch train step equivalent to ours (same model, same loss, AdamW) on a padded batch."""
   import torch
   from transformers import AutoModel
 
   torch.set_num_threads(os.cpu_count())
   model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-5, eps=1e-8, weight_decay=0.0)
-  t = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
   def embed(ids, mask):
     hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -61,7 +69,8 @@ def torch_step_fn(model_dir: str, batch: dict, group: int, temperature: float):
     scores = q @ p.T / temperature
     return torch.logsumexp(scores, 1) - scores[torch.arange(len(q)), torch.arange(len(q)) * group]
 
-  def step():
+  def step(batch):
+    t = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
     with torch.no_grad():
       q_reason = embed(t["reason_ids"], t["reason_mask"])
     q, p = embed(t["query_ids"], t["query_mask"]), embed(t["passage_ids"], t["passage_mask"])
@@ -96,11 +105,16 @@ def tiny_model_dir(path: str) -> str:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", default="tiny,smollm2", help="comma list of: tiny, smollm2, or HF model dirs")
+  parser.add_argument("--cases", default="full,real", help="comma list of: full, real")
   parser.add_argument("--queries", type=int, default=2)
   parser.add_argument("--group", type=int, default=4)
-  parser.add_argument("--length", type=int, default=64)
+  parser.add_argument("--length", type=int, default=64, help="tokens per sequence of the full case")
+  parser.add_argument("--max-query-length", type=int, default=128, help="real case: the pipeline's limits")
+  parser.add_argument("--max-passage-length", type=int, default=256)
+  parser.add_argument("--real-batches", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--skip-memory", action="store_true")
+  parser.add_argument("--json", type=pathlib.Path, help="write the cases' figures here")
   args = parser.parse_args()
 
   import tempfile
@@ -110,50 +124,82 @@ def main() -> None:
 
   peak = matmul_peak_flops(jnp.float32)
   print(f"device: {jax.devices()[0].device_kind}; matmul peak (JAX fp32 2048^3): {peak / 1e9:.1f} GFLOP/s")
+  cases = []
   with tempfile.TemporaryDirectory() as tmp:
     for name in args.models.split(","):
       model_dir = {"tiny": lambda: tiny_model_dir(tmp), "smollm2": lambda: str(assets.fetch("smollm2"))}.get(
           name, lambda: name)()
-      bench_model(name, model_dir, args, peak, memory=not args.skip_memory and name != "tiny")
+      tokenizer_dir = str(assets.fetch("smollm2")) if name == "tiny" else model_dir  # tiny: SmolLM2's lengths
+      cases += bench_model(name, model_dir, args, peak, memory=not args.skip_memory and name != "tiny",
+                           tokenizer_dir=tokenizer_dir)
+  if args.json:
+    args.json.write_text(json.dumps({"peak_flops": peak, "cases": cases}, indent=1) + "\n")
+    print(f"wrote {args.json}")
 
 
-def bench_model(name: str, model_dir: str, args, peak: float, memory: bool) -> None:
+def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, tokenizer_dir: str) -> list[dict]:
+  from bench import real_data
   from rejax.hf.load import load_decoder
+  from rejax.train.distributed import to_global_batch
+  from rejax.train.flops import train_step_flops
   from rejax.train.step import LossConfig, init_train_state, make_train_step
 
   loss_cfg = LossConfig(kind="ri_infonce", group_size=args.group, ri_start_step=0)
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5, eps=1e-8, weight_decay=0.0))
   model, cfg = load_decoder(model_dir)
-  batch = make_batch(args.queries, args.group, args.length, cfg.vocab_size)
-
   graphdef, state = init_train_state(model, tx)
   step = jax.jit(make_train_step(graphdef, tx, loss_cfg), donate_argnums=0)
   key = jax.random.key(0)
   holder = [state]
+  torch_step = torch_step_fn(model_dir, args.group, loss_cfg.temperature)
+  weights = sum(x.size for x in jax.tree.leaves(state.trainable)) - cfg.vocab_size * cfg.hidden_size
+  mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"))
 
-  def jax_step():
-    holder[0], metrics = step(holder[0], batch, key)
+  def jax_steps(batches):
+    for batch in batches:
+      holder[0], metrics = step(holder[0], batch, key)
     jax.block_until_ready(metrics["loss"])
 
-  jax_s = median_seconds(jax_step, args.repeats)
-  torch_s = median_seconds(torch_step_fn(model_dir, batch, args.group, loss_cfg.temperature), args.repeats)
-
-  weights = sum(x.size for x in jax.tree.leaves(state.trainable)) - cfg.vocab_size * cfg.hidden_size
-  grad_tokens = args.queries * (1 + args.group) * args.length
-  nograd_tokens = args.queries * args.length
-  flops = 6 * weights * grad_tokens + 2 * weights * nograd_tokens
-  tokens = grad_tokens + nograd_tokens
-  print(f"\n{name}: full fine-tuning fp32, {weights / 1e6:.1f}M non-embedding weights; batch {args.queries} "
-        f"queries x (1 + {args.group} passages + 1 reasoning query) x {args.length} real tokens")
-  for framework, seconds in (("rejax (JAX)", jax_s), ("PyTorch (transformers)", torch_s)):
-    print(f"{framework:24s} {tokens / seconds:8.1f} tokens/s  {seconds:7.2f} s/step  "
-          f"{flops / seconds / peak:6.1%} of peak")
-  print(f"ratio rejax / PyTorch: {torch_s / jax_s:.2f}x")
+  results = []
+  for case in args.cases.split(","):
+    if case == "full":
+      host = [make_batch(args.queries, args.group, args.length, cfg.vocab_size)]
+      rejax_batches, torch_batches = host, host
+    elif case == "real":
+      host = real_data.train_batches(tokenizer_dir, queries=args.queries, group=args.group,
+                                     max_query_length=args.max_query_length,
+                                     max_passage_length=args.max_passage_length, steps=args.real_batches,
+                                     vocab_size=cfg.vocab_size)
+      rejax_batches = [to_global_batch(b, mesh, 0, pack_rows=1) for b in host]
+      torch_batches = [real_data.pad_like_flagembedding(b) for b in host]
+    else:
+      raise SystemExit(f"--cases: unknown case {case!r} (full, real)")
+    jax_s = median_seconds(lambda: jax_steps(rejax_batches), args.repeats)
+    torch_s = median_seconds(lambda: [torch_step(b) for b in torch_batches], args.repeats)
+    tokens = sum(real_data.real_tokens(b) for b in host)
+    lengths = [{f"{n}_ids": b[f"{n}_mask"].sum(axis=1) for n in real_data.INPUTS} for b in host]
+    flops = sum(train_step_flops(cfg, ls, reasoning_pass=True) for ls in lengths)
+    rejax_computed = sum(int(np.prod(b[f"{n}_ids"].shape)) for b in rejax_batches for n in real_data.INPUTS)
+    figures = {"name": f"{name} {case}", "batches": case, "rejax_tokens_per_s": tokens / jax_s,
+               "torch_tokens_per_s": tokens / torch_s, "ratio": torch_s / jax_s,
+               "padding_fraction": 1 - tokens / sum(real_data.computed_tokens(b) for b in torch_batches),
+               "rejax_padding_fraction": 1 - tokens / rejax_computed, "real_tokens": tokens,
+               "rejax_peak_fraction": flops / jax_s / peak, "torch_peak_fraction": flops / torch_s / peak}
+    results.append(figures)
+    print(f"\n{name}, {case} batches: full fine-tuning fp32, {weights / 1e6:.1f}M non-embedding weights; "
+          f"{len(host)} batch(es) of {args.queries} queries x (1 + {args.group} passages + 1 reasoning query), "
+          f"{tokens} real tokens")
+    for framework, seconds, padding in (("rejax (JAX)", jax_s, figures["rejax_padding_fraction"]),
+                                        ("PyTorch (transformers)", torch_s, figures["padding_fraction"])):
+      print(f"{framework:24s} {tokens / seconds:8.1f} real tokens/s  {seconds:7.2f} s  padding {padding:5.1%}  "
+            f"{flops / seconds / peak:6.1%} of peak")
+    print(f"ratio rejax / PyTorch: {torch_s / jax_s:.2f}x")
 
   if memory:
+    batch = make_batch(args.queries, args.group, args.length, cfg.vocab_size)
     print(f"peak temporary memory of the compiled step (XLA memory_analysis), {name}, length {args.length}:")
     print(f"{'global batch (queries)':>24s} {'no GradCache':>14s} {'GradCache':>14s}")
-    abstract_state = jax.eval_shape(lambda: state)
+    abstract_state = jax.eval_shape(lambda: holder[0])
     for mult in (1, 4, 16):
       b = args.queries * mult
       shapes = {k: jax.ShapeDtypeStruct((v.shape[0] * mult, v.shape[1]), v.dtype) for k, v in batch.items()}
@@ -163,6 +209,7 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool) -> N
         mem = fn.lower(abstract_state, shapes, key).compile().memory_analysis()
         row.append(f"{mem.temp_size_in_bytes / 2**20:11.0f} MiB")
       print(f"{b:>24d} {row[0]:>14s} {row[1]:>14s}")
+  return results
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ MAX_FLAG_INT = 2**31 - 1
 
 def cmd_encode(args: argparse.Namespace) -> None:
   from rejax.eval.cache import save_npy_atomic
-  from rejax.eval.rows import check_output_file, read_rows
+  from rejax.rows import check_output_file, read_rows
 
   check_output_file(args.output, "--output")
   texts = [record["text"] for record in read_rows(args.input, {"text": str}, allow_empty=False)]
@@ -73,7 +73,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
   config = apply_overrides(load_config_file(args.config), args.overrides)  # a bad key fails before any compile
   if args.json:
-    from rejax.eval.rows import check_output_file
+    from rejax.rows import check_output_file
 
     check_output_file(args.json, "--json")
   try:  # the host's own accelerators are never used: the step is compiled for the topology's devices
@@ -115,7 +115,7 @@ def _data_parallel_encoder(args):
   mesh = make_mesh(data=jax.device_count())
   with use_mesh(mesh):
     return Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
-                                   batch_size=args.batch_size, mesh=mesh)
+                                   batch_size=args.batch_size, mesh=mesh, pack=args.pack)
 
 
 def bounded_int(minimum: int, maximum: int = MAX_FLAG_INT):
@@ -166,6 +166,8 @@ def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batch-size", type=positive_int, default=32)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                       help="parameter and compute dtype")
+  parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
+                      help="pack several texts into each row of a batch (the same embeddings, less padding)")
 
 
 def _add_debug_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:

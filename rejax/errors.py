@@ -1,7 +1,7 @@
 """The errors a `rejax` command reports as one line, `rejax CMD: error: MESSAGE` with exit status 1.
 
 One type per layer, each message naming the thing (file:line, field, flag, id or directory):
-  InputError    rejax.eval.rows and its users: data files, rows, fields, ids, model and tokenizer directories
+  InputError    rejax.rows and its users: data files, rows, fields, ids, model and tokenizer directories
   ExportError   rejax.hf.export / rejax.train.export_run: an output that would lose data or cannot be written
   ConfigError   rejax.train.config: config files, keys and values
   RecordError   rejax.data.records: training records (`rejax data convert`)

@@ -110,3 +110,8 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
   """Sharding of a [batch, ...] array: batch over the data-parallel axes, the rest replicated."""
   return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1)))
 
+
+
+def batch_shards(mesh: Mesh) -> int:
+  """How many ways `batch_sharding` splits the batch rows: the size of the mesh axes "batch" maps to."""
+  return _axis_size(mesh, logical_to_spec(("batch",))[0])

@@ -1,7 +1,7 @@
 """Per-domain settings of the synthesis: what a query looks like, what relevance means, (G, batch).
 
-The 12 BRIGHT domains are presets (docs/method.md#per-domain-batches, #query-instructions); a user's own corpus is
-a domain whose config block gives these fields itself.
+The 12 BRIGHT domains are presets, read from the one table of rejax.domains (docs/method.md#per-domain-batches,
+#query-instructions); a user's own corpus is a domain whose config block gives these fields itself.
 """
 
 from __future__ import annotations
@@ -10,13 +10,7 @@ import dataclasses
 from typing import Mapping
 
 from rejax.data.records import DOMAIN_PATTERN
-
-STACKEXCHANGE = {
-  "biology": ("Biology", "a Biology"), "earth_science": ("Earth Science", "an Earth Science"),
-  "economics": ("Economics", "an Economics"), "psychology": ("Psychology", "a Psychology"),
-  "robotics": ("Robotics", "a Robotics"), "stackoverflow": ("Stack Overflow", "a Stack Overflow"),
-  "sustainable_living": ("Sustainable Living", "a Sustainable Living"),
-}
+from rejax.domains import DOMAINS, Domain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,56 +26,13 @@ class DomainSpec:
   batch_size: int  # queries per device
 
 
-def _stackexchange(name: str) -> DomainSpec:
-  site, article = STACKEXCHANGE[name]
-  return DomainSpec(
-    name, topic=f"{site} (questions and answers on the {site} StackExchange site)",
-    instruction=f"Given {article} post, retrieve relevant passages that help answer the post.",
-    query_kind=(f"a post for the {site} StackExchange site: a user describes a concrete situation, observation "
-                "or problem in their own words and asks a question whose answer needs the concepts or theories "
-                "in the document, without naming or quoting them"),
-    relevance=(f"the document discusses concepts or theories that a {site} expert would use to reason about "
-               "and answer the post, even if the post never names them"),
-    group_size=16, batch_size=8)
+def _preset(domain: Domain) -> DomainSpec:
+  """The synthesis spec of a training domain of rejax.domains (its batch per device of the paper's 8)."""
+  return DomainSpec(domain.name, topic=domain.topic, instruction=domain.instruction, query_kind=domain.query_kind,
+                    relevance=domain.relevance, group_size=domain.group_size, batch_size=domain.per_device_batch)
 
 
-_MATH_KIND = ("a new, self-contained math problem that is solved with the same theorem or problem-solving skill "
-              "as the document, on different objects and numbers, without stating the theorem")
-
-BRIGHT: dict[str, DomainSpec] = {
-  **{name: _stackexchange(name) for name in STACKEXCHANGE},
-  "leetcode": DomainSpec(
-    "leetcode", topic="algorithmic programming problems and their solutions",
-    instruction="Given a Coding problem, retrieve relevant examples that help answer the problem.",
-    query_kind=("a new LeetCode-style programming problem with a different story, stated with its input, output "
-                "and an example, that is solved by the same algorithm or data structure as the document"),
-    relevance="the document's algorithm or data structure helps solve the problem",
-    group_size=2, batch_size=64),
-  "pony": DomainSpec(
-    "pony", topic="the Pony programming language (its syntax, types and standard library)",
-    instruction="Given a Pony question, retrieve relevant passages that help answer the question.",
-    query_kind=("a coding instruction that says it uses the Pony language, describes a small program or function "
-                "to write and gives its code template, such that implementing it needs the syntax the document "
-                "describes"),
-    relevance="the Pony syntax or feature the document describes is needed to complete the coding instruction",
-    group_size=64, batch_size=2),
-  "aops": DomainSpec(
-    "aops", topic="competition mathematics problems and solutions",
-    instruction="Given a Math problem, retrieve relevant examples that help answer the problem.",
-    query_kind=_MATH_KIND, relevance="the document's problem-solving technique helps solve the problem",
-    group_size=16, batch_size=8),
-  "theoremqa_questions": DomainSpec(
-    "theoremqa_questions", topic="mathematics, physics and engineering problems solved with a theorem",
-    instruction="Given a Math problem, retrieve relevant examples that help answer the problem.",
-    query_kind=_MATH_KIND,
-    relevance="the document's worked example uses a theorem or skill that helps solve the problem",
-    group_size=16, batch_size=8),
-  "theoremqa_theorems": DomainSpec(
-    "theoremqa_theorems", topic="mathematical theorems, definitions and their statements",
-    instruction="Given a Math problem, retrieve relevant theorems that help answer the problem.",
-    query_kind=_MATH_KIND, relevance="the theorem in the document helps solve the problem",
-    group_size=16, batch_size=8),
-}
+BRIGHT: dict[str, DomainSpec] = {name: _preset(domain) for name, domain in DOMAINS.items()}
 
 FIELDS = tuple(f.name for f in dataclasses.fields(DomainSpec) if f.name != "name")
 

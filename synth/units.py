@@ -19,8 +19,8 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from rejax.eval.rows import read_rows
 from rejax.io import write_text_atomic
+from rejax.rows import read_rows
 from synth.report import redact, say
 
 

@@ -43,6 +43,20 @@ def test_encode_matches_transformers_in_input_order(tiny_model_factory, tmp_path
   assert (got * want).sum(1).min() >= 0.99999
 
 
+def test_encode_packed_equals_padded_row_for_row(tiny_model_factory, tmp_path):
+  """--pack (the default) and --no-pack write the same matrix, row for row (packing only moves texts)."""
+  model_dir, _ = tiny_model_factory("llama31")
+  write_jsonl(tmp_path / "in.jsonl", TEXTS * 3)
+  args = ["encode", "--model", str(model_dir), "--input", str(tmp_path / "in.jsonl"), "--max-length", "256",
+          "--batch-size", "4"]
+  main(args + ["--output", str(tmp_path / "packed.npy")])
+  main(args + ["--output", str(tmp_path / "padded.npy"), "--no-pack"])
+  packed, padded = np.load(tmp_path / "packed.npy"), np.load(tmp_path / "padded.npy")
+  assert packed.shape == padded.shape == (3 * len(TEXTS), 64)
+  assert (packed * padded).sum(1).min() >= 0.99999
+  np.testing.assert_allclose(packed, padded, atol=2e-5)
+
+
 def test_single_device_encoder_matches_transformers(tiny_model_factory):
   from rejax.eval.encode import Encoder
 

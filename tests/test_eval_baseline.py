@@ -11,8 +11,8 @@ import pytrec_eval
 
 from rejax.cli import main
 from rejax.data.weak_pairs import write_beir
-from rejax.eval.rows import read_rows
 from rejax.eval.st_encoder import is_baseline_dir
+from rejax.rows import read_rows
 
 CACM = pathlib.Path(__file__).parent / "fixtures" / "cacm"
 

@@ -12,7 +12,7 @@ import pytest
 from rejax.data.records import parse_record
 from rejax.data.weak_pairs import build_title_pairs, has_body
 from rejax.eval.beir import load_beir
-from rejax.eval.rows import read_rows
+from rejax.rows import read_rows
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACM = ROOT / "tests" / "fixtures" / "cacm"

@@ -21,8 +21,8 @@ import sys
 from typing import Iterator, Sequence
 
 from rejax.data.records import RecordError, domain_of, parse_record, tfds_features, to_example
-from rejax.eval.rows import check_file, text_lines
 from rejax.io import remove_stale_temps, temp_sibling
+from rejax.rows import check_file, text_lines
 
 DATASET_NAME = "reason_embed"
 MANIFEST = "manifest.json"

@@ -23,16 +23,7 @@ import numpy as np
 
 from rejax.data import sampling, text
 from rejax.data.convert import read_manifest
-
-# The paper's (global batch = per-device batch x 8 devices, group size G) per domain; every step
-# holds 1,024 passages (docs/method.md#per-domain-batches).
-PAPER_DOMAIN_SETTINGS = {
-  **{d: (64, 16) for d in ("biology", "earth_science", "economics", "psychology", "robotics",
-                           "stackoverflow", "sustainable_living", "aops", "theoremqa_questions",
-                           "theoremqa_theorems")},
-  "leetcode": (512, 2),
-  "pony": (16, 64),
-}
+from rejax.domains import PAPER_DOMAIN_SETTINGS  # per domain (global batch, G)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +45,7 @@ class BatchPlan:
   """step -> (domain, global record indices): the same answer in every process and worker."""
 
   def __init__(self, counts: Mapping[str, int], settings: Mapping[str, tuple[int, int]], seed: int):
-    self.domains = sampling.domain_specs(counts, settings)
+    self.domains = sampling.domain_batches(counts, settings)
     self.seed = seed
     self.steps_per_epoch = sum(d.batches_per_epoch for d in self.domains)
     if self.steps_per_epoch == 0:

@@ -13,7 +13,7 @@ import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class DomainSpec:
+class DomainBatches:
   """A domain's global batch (queries per step, over all processes) and group size G (1 pos + G-1 neg)."""
 
   name: str
@@ -35,7 +35,7 @@ def _rng(*key: int) -> np.random.Generator:
   return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
-def epoch_batches(domains: Sequence[DomainSpec], seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
+def epoch_batches(domains: Sequence[DomainBatches], seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
   """The global batches of one epoch, in order: (domain position, record indices within the domain).
 
   Each domain's records are shuffled and cut into full batches; the batches of all domains are then
@@ -77,9 +77,9 @@ def process_slice(batch_size: int, process_index: int, process_count: int) -> sl
   return slice(process_index * per, (process_index + 1) * per)
 
 
-def domain_specs(counts: Mapping[str, int], settings: Mapping[str, tuple[int, int]],
-                 default: tuple[int, int] | None = None) -> list[DomainSpec]:
-  """DomainSpecs for the domains of a dataset, in name order, from per-domain (batch, G) settings."""
+def domain_batches(counts: Mapping[str, int], settings: Mapping[str, tuple[int, int]],
+                   default: tuple[int, int] | None = None) -> list[DomainBatches]:
+  """DomainBatches for the domains of a dataset, in name order, from per-domain (batch, G) settings."""
   specs = []
   for name in sorted(counts):
     if name in settings:
@@ -89,5 +89,5 @@ def domain_specs(counts: Mapping[str, int], settings: Mapping[str, tuple[int, in
     else:
       raise ValueError(f"domain {name!r} of the data has no (batch_size, group_size) setting; "
                        f"known: {', '.join(sorted(settings))}")
-    specs.append(DomainSpec(name, counts[name], int(batch), int(group)))
+    specs.append(DomainBatches(name, counts[name], int(batch), int(group)))
   return specs

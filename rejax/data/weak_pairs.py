@@ -22,8 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rejax.eval.beir import CORPUS_FIELDS
-from rejax.eval.rows import read_rows
+from rejax.rows import CORPUS_FIELDS, read_rows
 
 GENERIC_INSTRUCTION = "Given a search query, retrieve relevant documents that answer it."
 

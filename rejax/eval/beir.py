@@ -7,9 +7,8 @@ import pathlib
 import re
 
 from rejax.errors import InputError
-from rejax.eval.rows import ID, optional, read_rows, text_lines
+from rejax.rows import CORPUS_FIELDS, ID, read_rows, text_lines
 
-CORPUS_FIELDS = {"_id": ID, "text": str, "title": optional(str)}
 QUERY_FIELDS = {"_id": ID, "text": str}
 MAX_GRADE = 2**31 - 1  # trec_eval's grades are C ints; a bigger one would overflow nDCG's float gains
 _INTEGER = re.compile(r"-?[0-9]+")

@@ -12,28 +12,15 @@ from __future__ import annotations
 
 import pathlib
 
+from rejax.domains import INSTRUCTIONS
 from rejax.errors import InputError
 from rejax.eval.beir import RetrievalDataset
 from rejax.eval.hub_data import dataset_snapshot, is_hub_id
-from rejax.eval.rows import ID, list_of, read_split
+from rejax.rows import ID, list_of, read_split
 
 HUB_ID = "xlangai/BRIGHT"
 
-# The paper's task order, and the query instruction of each task (docs/method.md#query-instructions).
-INSTRUCTIONS = {
-    "biology": "Given a Biology post, retrieve relevant passages that help answer the post.",
-    "earth_science": "Given an Earth Science post, retrieve relevant passages that help answer the post.",
-    "economics": "Given an Economics post, retrieve relevant passages that help answer the post.",
-    "psychology": "Given a Psychology post, retrieve relevant passages that help answer the post.",
-    "robotics": "Given a Robotics post, retrieve relevant passages that help answer the post.",
-    "stackoverflow": "Given a Stack Overflow post, retrieve relevant passages that help answer the post.",
-    "sustainable_living": "Given a Sustainable Living post, retrieve relevant passages that help answer the post.",
-    "leetcode": "Given a Coding problem, retrieve relevant examples that help answer the problem.",
-    "pony": "Given a Pony question, retrieve relevant passages that help answer the question.",
-    "aops": "Given a Math problem, retrieve relevant examples that help answer the problem.",
-    "theoremqa_questions": "Given a Math problem, retrieve relevant examples that help answer the problem.",
-    "theoremqa_theorems": "Given a Math problem, retrieve relevant theorems that help answer the problem.",
-}
+# The paper's task order, and the query instruction of each task (rejax.domains, the one table of the 12).
 TASKS = tuple(INSTRUCTIONS)
 
 # BRIGHT writes ["N/A"] for "nothing excluded"; its own evaluation skips that id too.

@@ -49,7 +49,7 @@ def model_name(model: str) -> str:
 def run_eval(args: argparse.Namespace, make_encoder: Callable[[argparse.Namespace], object]) -> None:
   """Run the evaluation the arguments describe and write its outputs."""
   from rejax.eval.report import write_report
-  from rejax.eval.rows import check_output_file
+  from rejax.rows import check_output_file
 
   mode = eval_mode(args)
   check_output_file(args.output, "--output")

@@ -11,8 +11,9 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from rejax.data.packing import first_fit_decreasing, lay_out, max_segments
 from rejax.data.text import bucket_length, format_query, load_tokenizer, pad_batch, pad_id_of, tokenize
-from rejax.models.pooling import embed
+from rejax.models.pooling import embed, embed_packed
 
 
 class Encoder:
@@ -23,7 +24,7 @@ class Encoder:
   """
 
   def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None,
-               model_dir: pathlib.Path | None = None):
+               model_dir: pathlib.Path | None = None, pack: bool = True):
     if batch_size < 1:  # range(0, n, batch) would encode nothing, or fail deep inside numpy
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     self.model_dir = model_dir  # where the weights came from (keys the embedding cache)
@@ -39,6 +40,8 @@ class Encoder:
     self._batch_sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names)) if mesh is not None else None
     replicated = NamedSharding(mesh, PartitionSpec()) if mesh is not None else None
     self._embed = jax.jit(self._forward, out_shardings=replicated)
+    self._embed_packed = jax.jit(self._forward_packed, out_shardings=replicated)
+    self.pack = pack  # batches of `batch_size` rows, each packed with several texts (rejax.data.packing)
 
   @classmethod
   def from_pretrained(cls, model_dir: str | pathlib.Path, *, dtype: str = "float32", mesh: Mesh | None = None,
@@ -54,6 +57,9 @@ class Encoder:
 
   def _forward(self, states, ids_bt, mask_bt):
     return embed(nnx.merge(self._graphdef, *states), ids_bt, mask_bt)
+
+  def _forward_packed(self, states, ids_rt, segments_rt, last_rs):
+    return embed_packed(nnx.merge(self._graphdef, *states), ids_rt, segments_rt, last_rs)
 
   def encode(self, texts: Sequence[str], *, instruction: str | None = None, progress: bool = True,
              desc: str = "encode") -> np.ndarray:
@@ -72,27 +78,54 @@ class Encoder:
     encode with instead of the Encoder's own; one compiled forward serves any weights of the same shardings.
     """
     weights = (self._state,) if weights is None else tuple(weights)
+    empty = next((i for i, ids in enumerate(token_ids) if len(ids) == 0), None)
+    if empty is not None:
+      raise ValueError(f"text {empty} has no tokens: nothing to embed (tokenize() always ends texts with EOS)")
     # Longest first: the first batch compiles the biggest shape, and padding per batch stays minimal.
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
-    out = np.zeros((len(token_ids), 0), np.float32)
+    out = None
+    next_batch = self._next_packed_batch if self.pack else self._next_padded_batch
     with tqdm(total=len(token_ids), desc=desc, unit="text", disable=not progress) as bar:
-      for start in range(0, len(order), self.batch_size):
-        rows = order[start : start + self.batch_size]
-        batch = [list(token_ids[i]) for i in rows]
-        emb = self._encode_batch(batch, weights)
-        if out.shape[1] == 0:
+      while order:
+        rows, emb = next_batch(order, token_ids, weights)
+        if out is None:
           out = np.zeros((len(token_ids), emb.shape[1]), np.float32)
         out[rows] = emb
         bar.update(len(rows))
-    return out
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+  def _next_padded_batch(self, order: list[int], token_ids, weights) -> tuple[list[int], np.ndarray]:
+    """(texts, their embeddings) of the next batch: the next `batch_size` of `order` (taken off it)."""
+    rows, order[:] = order[: self.batch_size], order[self.batch_size :]
+    return rows, self._encode_batch([list(token_ids[i]) for i in rows], weights)
+
+  def _next_packed_batch(self, order: list[int], token_ids, weights) -> tuple[list[int], np.ndarray]:
+    """(texts, their embeddings) of the next packed batch: `batch_size` rows as long as the longest text left
+    (its bucket), filled first-fit from `order` (longest first); the texts it takes are removed from `order`."""
+    length = bucket_length(len(token_ids[order[0]]), self.max_length)
+    candidates = order[: self.batch_size * max_segments(length)]
+    lengths = np.array([len(token_ids[i]) for i in candidates])
+    row, offset = first_fit_decreasing(lengths, length, max_segments(length))
+    taken = row < self.batch_size
+    rows = [i for i, t in zip(candidates, taken) if t]
+    order[:] = [i for i, t in zip(candidates, taken) if not t] + order[len(candidates) :]
+    packed = lay_out([np.asarray(token_ids[i]) for i in rows], row[taken], offset[taken], self.batch_size, length,
+                     self.pad_id)
+    arrays = self._place(packed.ids, packed.segments, packed.last)
+    slots = np.asarray(self._embed_packed(weights, *arrays))
+    return rows, slots.reshape(-1, slots.shape[-1])[packed.index]
+
+  def _place(self, *arrays: np.ndarray):
+    """The arrays as the jitted forward takes them: sharded over the mesh's devices when there is one."""
+    if self._batch_sharding is None:
+      return arrays
+    # Every process holds the whole batch and places its devices' rows (one process or many alike).
+    return tuple(jax.make_array_from_callback(x.shape, self._batch_sharding, lambda index, x=x: x[index])
+                 for x in arrays)
 
   def _encode_batch(self, batch: list[list[int]], weights: tuple) -> np.ndarray:
     """Embeddings of one batch, padded to a fixed (batch_size, bucket) shape so compiles are few."""
     length = bucket_length(max(len(s) for s in batch), self.max_length)
     padded = batch + [[self.pad_id]] * (self.batch_size - len(batch))
-    ids, mask = pad_batch(padded, length, self.pad_id)
-    if self._batch_sharding is not None:
-      # Every process holds the whole batch and places its devices' rows (one process or many alike).
-      ids, mask = (jax.make_array_from_callback(x.shape, self._batch_sharding, lambda index, x=x: x[index])
-                   for x in (ids, mask))
+    ids, mask = self._place(*pad_batch(padded, length, self.pad_id))
     return np.asarray(self._embed(weights, ids, mask))[: len(batch)]

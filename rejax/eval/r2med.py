@@ -20,7 +20,7 @@ from rejax.errors import InputError
 from rejax.eval.beir import MAX_GRADE, RetrievalDataset, check_judged_docs, check_judged_queries, load_beir
 from rejax.eval.bright import check_tasks
 from rejax.eval.hub_data import dataset_snapshot
-from rejax.eval.rows import ID, read_rows
+from rejax.rows import ID, read_rows
 
 HUB_ORG = "R2MED"
 FILES = ("corpus.jsonl", "query.jsonl", "qrels.jsonl")

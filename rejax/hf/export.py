@@ -26,8 +26,8 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from rejax.domains import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training and BRIGHT use
 from rejax.errors import ExportError
-from rejax.eval.bright import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training uses
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.save import save_safetensors, staged_directory
 from rejax.hf.sentence_transformers_layout import query_prompts, write_sentence_transformers_files

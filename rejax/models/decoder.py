@@ -79,7 +79,7 @@ class Attention(nnx.Module):
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
     self.cfg = cfg
 
-  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt, dropout_key=None) -> jax.Array:
+  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt, dropout_key=None, packed: bool = False) -> jax.Array:
     cfg = self.cfg
     b, t, _ = x_btd.shape
     q = _project(self.q_proj, x_btd, dropout_key, 0).reshape(b, t, cfg.num_attention_heads, cfg.head_dim)
@@ -89,7 +89,8 @@ class Attention(nnx.Module):
       q, k = self.q_norm(q), self.k_norm(k)
     q = constrain(apply_rope(q, cos_bth, sin_bth), ACT_BTNH)
     k = constrain(apply_rope(k, cos_bth, sin_bth), ACT_BTNH)
-    out = _causal_attention(q, k, v, mask_bt, cfg.attention_impl)
+    attend = _packed_causal_attention if packed else _causal_attention
+    out = attend(q, k, v, mask_bt, cfg.attention_impl)
     return _project(self.o_proj, out.reshape(b, t, cfg.num_attention_heads * cfg.head_dim), dropout_key, 3)
 
 
@@ -108,6 +109,25 @@ def _causal_attention(q, k, v, mask_bt, impl: str | None) -> jax.Array:
     )
   key_is_real = mask_bt.astype(bool)[:, None, None, :]  # [B, 1, 1, S] broadcast over heads and queries
   return jax.nn.dot_product_attention(q, k, v, mask=key_is_real, is_causal=True, implementation=impl)
+
+
+def _packed_causal_attention(q, k, v, segments_bt, impl: str | None) -> jax.Array:
+  """Causal attention within segments: a token attends to the earlier tokens of its own segment only (padding,
+  segment 0, to padding). Splash takes the segment ids natively; XLA and cuDNN get the [B, 1, T, T] mask (cuDNN
+  turns a mask into a bias: one extra [B, 1, T, T] read per layer)."""
+  if impl in ("splash", "splash_interpret"):
+    from rejax.models.splash import splash_causal_attention  # Pallas TPU: imported only when asked for
+
+    return splash_causal_attention(q, k, v, segments_bt, interpret=impl == "splash_interpret")
+  same_segment = segments_bt[:, None, :, None] == segments_bt[:, None, None, :]  # [B, 1, T(query), S(key)]
+  return jax.nn.dot_product_attention(q, k, v, mask=same_segment, is_causal=True, implementation=impl)
+
+
+def segment_positions(segments_bt: jax.Array) -> jax.Array:
+  """Position of each token within its segment (a run of equal segment ids): 0 at every segment's first token."""
+  t = jnp.arange(segments_bt.shape[-1], dtype=jnp.int32)
+  starts = jnp.concatenate([jnp.ones_like(segments_bt[:, :1], bool), segments_bt[:, 1:] != segments_bt[:, :-1]], -1)
+  return t - jax.lax.cummax(jnp.where(starts, t, 0), axis=segments_bt.ndim - 1)
 
 
 class MLP(nnx.Module):
@@ -134,14 +154,19 @@ class DecoderLayer(nnx.Module):
     self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
     self.mlp = MLP(cfg, rngs=rngs)
 
-  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt, dropout_key=None) -> jax.Array:
-    x_btd = x_btd + self.self_attn(self.input_layernorm(x_btd), cos_bth, sin_bth, mask_bt, dropout_key)
+  def __call__(self, x_btd, cos_bth, sin_bth, mask_bt, dropout_key=None, packed: bool = False) -> jax.Array:
+    x_btd = x_btd + self.self_attn(self.input_layernorm(x_btd), cos_bth, sin_bth, mask_bt, dropout_key, packed)
     x_btd = x_btd + self.mlp(self.post_attention_layernorm(x_btd), dropout_key)
     return constrain(x_btd, ACT_BTD)
 
 
 class Decoder(nnx.Module):
-  """Token ids [B, T] + attention mask [B, T] -> final hidden states [B, T, D] (after the last norm)."""
+  """Token ids [B, T] + attention mask [B, T] -> final hidden states [B, T, D] (after the last norm).
+
+  Packed rows (`packed=True`): the mask holds segment ids instead, 0 for padding and 1, 2, ... for the sequences
+  packed one after another into the row; every sequence is then encoded exactly as if it were alone in its row
+  (attention within its segment, positions from 0).
+  """
 
   def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
@@ -163,11 +188,14 @@ class Decoder(nnx.Module):
     self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
 
   def __call__(self, input_ids_bt: jax.Array, attention_mask_bt: jax.Array,
-               dropout_key: jax.Array | None = None) -> jax.Array:
+               dropout_key: jax.Array | None = None, *, packed: bool = False) -> jax.Array:
     """Final hidden states; `dropout_key` turns on LoRA dropout (training), one key per layer split from it."""
     cfg = self.cfg
-    # Positions count real tokens only, so a left-padded row is encoded exactly like its right-padded twin.
-    positions_bt = jnp.maximum(jnp.cumsum(attention_mask_bt, axis=-1) - 1, 0)
+    if packed:
+      positions_bt = segment_positions(attention_mask_bt)
+    else:
+      # Positions count real tokens only, so a left-padded row is encoded exactly like its right-padded twin.
+      positions_bt = jnp.maximum(jnp.cumsum(attention_mask_bt, axis=-1) - 1, 0)
     inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
     cos_bth, sin_bth = rope_tables(positions_bt, inv_freq)
     x_btd = constrain(self.embed_tokens(input_ids_bt), ACT_BTD)
@@ -176,7 +204,7 @@ class Decoder(nnx.Module):
     layer_keys = jax.random.split(dropout_key if use_dropout else jax.random.key(0), cfg.num_hidden_layers)
 
     def layer_step(layer: DecoderLayer, x_btd, key):
-      return layer(x_btd, cos_bth, sin_bth, attention_mask_bt, key if use_dropout else None)
+      return layer(x_btd, cos_bth, sin_bth, attention_mask_bt, key if use_dropout else None, packed)
 
     if cfg.remat != "none":
       layer_step = nnx.remat(layer_step, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=False)

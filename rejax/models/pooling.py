@@ -22,3 +22,11 @@ def l2_normalize(x_bd: jax.Array, eps: float = 1e-12) -> jax.Array:
 def embed(model, input_ids_bt: jax.Array, mask_bt: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
   """Unit-norm float32 embeddings [B, D] of token batches: the encoder's whole forward."""
   return l2_normalize(last_token_pool(model(input_ids_bt, mask_bt, dropout_key), mask_bt))
+
+
+def embed_packed(model, input_ids_rt: jax.Array, segments_rt: jax.Array, last_rs: jax.Array,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+  """Unit-norm float32 embeddings [R, S, D] of packed rows: slot s of row r is the hidden state at position
+  `last_rs[r, s]`, the last token of the sequence in that slot (empty slots point anywhere; nothing reads them)."""
+  hidden_rtd = model(input_ids_rt, segments_rt, dropout_key, packed=True)
+  return l2_normalize(jnp.take_along_axis(hidden_rtd, last_rs[:, :, None], axis=1))

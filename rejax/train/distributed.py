@@ -16,7 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from rejax.sharding import batch_sharding
+from rejax.data.packing import pack
+from rejax.sharding import batch_shards, batch_sharding
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
@@ -70,16 +71,40 @@ def agreed_lengths(batch: Mapping[str, np.ndarray]) -> dict[str, int]:
   return dict(zip(names, map(int, local)))
 
 
-def to_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, pad_id: int) -> dict[str, jax.Array]:
-  """This process's rows of a batch -> global arrays sharded over the batch axes (same lengths everywhere)."""
+def to_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, pad_id: int, *,
+                    pack_rows: int | None = None) -> dict[str, jax.Array]:
+  """This process's rows of a batch -> global arrays sharded over the batch axes (same shapes everywhere).
+
+  `pack_rows` (a multiple of the global rows, e.g. the batch shards) packs each input's sequences into rows
+  (rejax.data.packing): `*_ids/_segments/_last` [rows, ...] and `*_index` [sequences] replace `*_ids/_mask`.
+  """
   out = {}
   for ids_key, length in agreed_lengths(batch).items():
-    mask_key = ids_key.replace("_ids", "_mask")
-    ids, mask = batch[ids_key], batch[mask_key]
+    name = ids_key.removesuffix("_ids")
+    ids, mask = batch[ids_key], batch[f"{name}_mask"]
     extra = length - ids.shape[1]
     if extra:
       ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id)
       mask = np.pad(mask, ((0, 0), (0, extra)))
-    out[ids_key] = jax.make_array_from_process_local_data(batch_sharding(mesh, 2), ids)
-    out[mask_key] = jax.make_array_from_process_local_data(batch_sharding(mesh, 2), mask)
+    local = {"ids": ids, "mask": mask} if pack_rows is None else _packed_local(ids, mask, pad_id, pack_rows, mesh)
+    for part, x in local.items():
+      out[f"{name}_{part}"] = jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim), x)
   return out
+
+
+def _packed_local(ids: np.ndarray, mask: np.ndarray, pad_id: int, global_multiple: int,
+                  mesh: Mesh) -> dict[str, np.ndarray]:
+  """This process's rows packed, with as many rows as every other process's (the maximum) and the sequence
+  index pointing at the global slots (this process's rows come after those of the blocks before it)."""
+  block, blocks = batch_rows(mesh, batch_shards(mesh))
+  if global_multiple % blocks:
+    raise ValueError(f"packed rows in multiples of {global_multiple} do not split over {blocks} processes")
+  packed = pack(ids, mask, pad_id, row_multiple=global_multiple // blocks)
+  rows = packed.rows
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    rows = int(np.max(multihost_utils.process_allgather(np.int32(rows))))
+    packed = packed.with_rows(rows, pad_id)
+  offset = block * rows * packed.last.shape[1]
+  return {"ids": packed.ids, "segments": packed.segments, "last": packed.last, "index": packed.index + offset}

@@ -30,11 +30,21 @@ def chip_of(device_kind: str) -> tuple[float, int] | None:
 
 def forward_flops(cfg, rows: int, length: int) -> float:
   """FLOPs of one forward over [rows, length] tokens: 2 per weight per token, plus attention products."""
+  return _forward_flops(cfg, tokens=rows * length, squared_lengths=rows * length * length)
+
+
+def sequences_forward_flops(cfg, lengths: np.ndarray) -> float:
+  """FLOPs of one forward over sequences of these lengths, each alone (no padding, attention within itself)."""
+  lengths = np.asarray(lengths, np.float64)
+  return _forward_flops(cfg, tokens=float(lengths.sum()), squared_lengths=float((lengths * lengths).sum()))
+
+
+def _forward_flops(cfg, *, tokens: float, squared_lengths: float) -> float:
   d, f, h = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
   n, k = cfg.num_attention_heads, cfg.num_key_value_heads
   per_layer = d * n * h * 2 + d * k * h * 2 + 3 * d * f
-  matmuls = 2 * per_layer * cfg.num_hidden_layers * rows * length
-  attention = 2 * 2 * n * h * length * length * cfg.num_hidden_layers * rows
+  matmuls = 2 * per_layer * cfg.num_hidden_layers * tokens
+  attention = 2 * 2 * n * h * squared_lengths * cfg.num_hidden_layers
   return matmuls + attention
 
 
@@ -63,12 +73,17 @@ def peak_flops(device: jax.Device | None = None) -> float:
   return chip[0] if chip else measured_matmul_peak()
 
 
-def executed_step_flops(cfg, shapes: dict[str, tuple[int, ...]], reasoning_pass: bool, *, remat: str,
+def executed_step_flops(cfg, shapes: dict[str, tuple[int, ...] | np.ndarray], reasoning_pass: bool, *, remat: str,
                         grad_cache: bool) -> float:
   """FLOPs the step's program runs: the model FLOPs plus the recomputed forwards (full remat re-runs each
-  layer's forward in the backward pass; GradCache runs a first forward without gradient)."""
+  layer's forward in the backward pass; GradCache runs a first forward without gradient). `shapes` gives per
+  `*_ids` input its (rows, length), or an array of its sequences' lengths (the FLOPs of the real tokens)."""
+  def forward(name: str) -> float:
+    value = shapes[name]
+    return forward_flops(cfg, *value) if isinstance(value, tuple) else sequences_forward_flops(cfg, value)
+
   forwards = 3 + (remat == "full") + grad_cache
-  flops = forwards * (forward_flops(cfg, *shapes["query_ids"]) + forward_flops(cfg, *shapes["passage_ids"]))
+  flops = forwards * (forward("query_ids") + forward("passage_ids"))
   if reasoning_pass and "reason_ids" in shapes:
-    flops += forward_flops(cfg, *shapes["reason_ids"])
+    flops += forward("reason_ids")
   return flops

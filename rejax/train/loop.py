@@ -23,7 +23,7 @@ import jax
 import ml_collections
 
 from rejax.data import text
-from rejax.data.pipeline import PipelineConfig, make_dataset, tokens_in
+from rejax.data.pipeline import PipelineConfig, make_dataset
 from rejax.io import write_error, write_text_atomic
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train import distributed
@@ -31,11 +31,12 @@ from rejax.train.checkpoint import Checkpointer
 from rejax.train.config import to_json, validate
 from rejax.train.evaluate import DevEval, is_due
 from rejax.train.export_run import check_own_export_dir, export_run, own_export_dir
-from rejax.train.flops import peak_flops, train_step_flops
+from rejax.train.flops import peak_flops
+from rejax.train.goodput import StepWork, step_work
 from rejax.train.lock import lock_workdir, releases_workdir_lock
 from rejax.train.logger import RunLogger
 from rejax.train.program import (COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx,
-                                 memory_figures, trained_variables)
+                                 memory_figures, packed_row_multiple, reasoning_pass, trained_variables)
 from rejax.train.step import init_train_state
 from rejax.train.workdir import base_model_dir, build_model, dataset_dir
 
@@ -94,30 +95,31 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
                              functools.partial(_record_compile, logger, workdir))
     key = jax.random.key(config.seed)
     flops_per_s = peak_flops() * jax.device_count()
+    pack_rows = packed_row_multiple(config, mesh) if config.data.pack else None
 
     # ------------------------------------------------------------- the loop
     checkpoint_meta = {"seed": config.seed, "config": json.loads(to_json(config))}
-    pending, last = None, {}
+    pending, last, resolved = None, {}, 0.0  # resolved: when the last step's metrics arrived
     try:
       for step in range(start, config.total_steps):
         waited = time.perf_counter()
         host_batch = next(data_iter)
         waited = time.perf_counter() - waited
-        batch = distributed.to_global_batch(host_batch, mesh, pad_id)
+        batch = distributed.to_global_batch(host_batch, mesh, pad_id, pack_rows=pack_rows)
         state, metrics = compiled(state, batch, key)
-        shapes = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
-        reasoning_pass = config.loss.kind == "ri_infonce" and step >= config.loss.ri_start_step
-        flops = train_step_flops(model_cfg, shapes, reasoning_pass)
-        tokens = tokens_in(host_batch) * blocks  # this process's real tokens, times the row blocks
-        done = Pending(step + 1, metrics, tokens, flops, waited)
+        computed = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
+        work = step_work(model_cfg, host_batch, computed, reasoning_pass(config, step), blocks)
+        done = Pending(step + 1, metrics, work, waited)
         if pending is not None:
           last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
-        pending = done
+          resolved = pending.resolved
+        done.since, pending = resolved, done
         eval_due = is_due(step + 1, config.eval, config.total_steps)
         save_due = checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps
         if eval_due or save_due:  # this step's record first: its figures join it, its checkpoint may rank by them
           evaluate = functools.partial(dev_eval, state, step + 1) if eval_due else None
-          last, pending = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s, evaluate), None
+          last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s, evaluate)
+          pending, resolved = None, pending.resolved
         if save_due:
           checkpoints.save(step + 1, state, data_iter, {"step": step + 1, **checkpoint_meta},
                            figures=last if eval_due else None, force=step + 1 == config.total_steps)
@@ -141,24 +143,28 @@ class Pending:
 
   step: int
   metrics: dict
-  tokens: int
-  flops: float
+  work: StepWork
   input_wait_s: float
+  since: float = 0.0  # when the step before it had finished (its metrics arrived, its evaluation was done)
   dispatched: float = dataclasses.field(default_factory=time.perf_counter)
+  resolved: float = 0.0
 
   def resolve(self, logger: RunLogger, log_every: int, total: int, flops_per_s: float,
               evaluate: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
     """Fetches, checks and logs the step's scalars, with `evaluate()`'s figures (run after the step is timed)."""
     values = {k: float(v) for k, v in jax.device_get(self.metrics).items()}
-    seconds = time.perf_counter() - self.dispatched
+    # The step's time is from the previous step's end (or this one's dispatch, if later) to its metrics: with the
+    # host a step ahead, dispatch-to-metrics would also count the wait for the step before.
+    seconds = time.perf_counter() - max(self.dispatched, self.since)
     if not math.isfinite(values["loss"]):
       raise NonFiniteLossError(
           f"loss is {values['loss']} at step {self.step}; stopped without saving it. The last good checkpoint "
           "is the latest under checkpoints/; lower optim.lr, check the data, or resume with the same command.")
-    values.update(tokens_per_s=self.tokens / seconds, mfu=self.flops / seconds / flops_per_s,
-                  step_s=seconds, input_wait_s=self.input_wait_s)
+    values.update(self.work.rates(seconds, flops_per_s), step_s=seconds, input_wait_s=self.input_wait_s)
+    self.resolved = time.perf_counter()
     if evaluate is not None:
       values.update(evaluate())
+      self.resolved = time.perf_counter()
     if self.step % log_every == 0 or self.step == total or evaluate is not None:
       logger.log(self.step, values)
     logger.advance()

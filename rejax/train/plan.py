@@ -26,7 +26,7 @@ import jax
 import ml_collections
 
 from rejax.data.convert import MANIFEST, read_manifest
-from rejax.data.sampling import domain_specs
+from rejax.data.sampling import domain_batches
 from rejax.errors import InputError
 from rejax.models import config_from_hf_dict
 from rejax.models.config import shipped_hf_config
@@ -111,7 +111,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
     graphdef, state = abstract_train_state(model_cfg, tx, mesh, trained_variables(config))
     jitted = jitted_train_step(config, graphdef, tx, state, mesh)
     key = jax.eval_shape(lambda: jax.random.key(config.seed))
-    batch = shape.abstract_batch(mesh)
+    batch = shape.abstract_batch(mesh, packed=config.data.pack)
     start = time.perf_counter()
     lowered = jitted.lower(state, batch, key)
     try:
@@ -228,7 +228,7 @@ def run_estimate(config: ml_collections.ConfigDict, domains: dict, records: dict
     return {}
   if records is None:
     return {"run_steps": config.total_steps, "run_seconds_upper_bound": config.total_steps * max(seconds_of.values())}
-  specs = domain_specs(records, domains)
+  specs = domain_batches(records, domains)
   steps = sum(s.batches_per_epoch for s in specs)
   epoch = sum(s.batches_per_epoch * seconds_of[(s.batch_size, s.group_size)] for s in specs)
   return {"epoch_steps": steps, "epoch_seconds_upper_bound": epoch, "run_steps": config.total_steps,

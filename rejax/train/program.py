@@ -5,6 +5,7 @@ produce, and the step compiled ahead of time per shape with its memory figures."
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Callable, Mapping
 
@@ -15,9 +16,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rejax.data.packing import max_segments
 from rejax.data.text import bucket_lengths
 from rejax.models import DecoderConfig, abstract_decoder
-from rejax.sharding import batch_sharding, param_shardings
+from rejax.sharding import batch_shards, batch_sharding, param_shardings
 from rejax.train.optim import linear_warmup_decay, make_optimizer
 from rejax.train.step import LossConfig, TrainState, jit_train_step, make_train_step, opt_state_shardings
 
@@ -38,16 +40,29 @@ def trained_variables(config: ml_collections.ConfigDict):
   return nnx.LoRAParam if config.model.lora.enabled else nnx.Param
 
 
+def loss_config(config: ml_collections.ConfigDict) -> LossConfig:
+  return LossConfig(kind=config.loss.kind, temperature=config.loss.temperature,
+                    ri_start_step=config.loss.ri_start_step, ri_clamp_max=config.loss.ri_clamp_max)
+
+
+def reasoning_pass(config: ml_collections.ConfigDict, step: int) -> bool:
+  """Whether step `step` of the run encodes the reasoning queries (RI-InfoNCE, from loss.ri_start_step)."""
+  return loss_config(config).reasoning_pass(step)
+
+
+def packed_row_multiple(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
+  """Packed batches (`data.pack`) have rows in multiples of this: the batch shards, and GradCache's chunk."""
+  return math.lcm(batch_shards(mesh), config.optim.grad_cache_chunk or 1)
+
+
 def jitted_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                       state: TrainState, mesh: Mesh) -> Callable:
   """THE step of the run, jitted with the state's shardings and batches over the batch axes; `state` may be
   real or abstract (ShapeDtypeStructs with shardings): only its shardings are read."""
-  loss = LossConfig(kind=config.loss.kind, temperature=config.loss.temperature,
-                    ri_start_step=config.loss.ri_start_step, ri_clamp_max=config.loss.ri_clamp_max)
-  step = make_train_step(graphdef, tx, loss, grad_cache_chunk=config.optim.grad_cache_chunk or None,
+  step = make_train_step(graphdef, tx, loss_config(config), grad_cache_chunk=config.optim.grad_cache_chunk or None,
                          lr_schedule=linear_warmup_decay(config.optim.lr, config.total_steps,
                                                          config.optim.warmup_ratio))
-  return jit_train_step(step, state, batch_sharding(mesh, 2))
+  return jit_train_step(step, state)  # batches come placed over the batch axes (to_global_batch, abstract_batch)
 
 
 def abstract_train_state(model_cfg: DecoderConfig, tx: optax.GradientTransformation, mesh: Mesh,
@@ -88,11 +103,22 @@ class BatchShape:
   def ids_shapes(self) -> dict[str, tuple[int, int]]:
     return {f"{name}_ids": getattr(self, name) for name in BATCH_INPUTS}
 
-  def abstract_batch(self, mesh: Mesh) -> dict[str, jax.ShapeDtypeStruct]:
-    """The batch `rejax train` feeds the step, as ShapeDtypeStructs sharded like it."""
-    sharding = batch_sharding(mesh, 2)
-    return {f"{name}_{part}": jax.ShapeDtypeStruct(getattr(self, name), jnp.int32, sharding=sharding)
-            for name in BATCH_INPUTS for part in ("ids", "mask")}
+  def abstract_batch(self, mesh: Mesh, packed: bool = False) -> dict[str, jax.ShapeDtypeStruct]:
+    """The batch `rejax train` feeds the step, as ShapeDtypeStructs sharded like it. Packed: its worst case, a
+    row per sequence (packing never needs more rows than sequences)."""
+    def array(shape):
+      return jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding(mesh, len(shape)))
+
+    batch = {}
+    for name in BATCH_INPUTS:
+      rows, length = getattr(self, name)
+      batch[f"{name}_ids"] = array((rows, length))
+      if packed:
+        batch.update({f"{name}_segments": array((rows, length)), f"{name}_last": array((rows, max_segments(length))),
+                      f"{name}_index": array((rows,))})
+      else:
+        batch[f"{name}_mask"] = array((rows, length))
+    return batch
 
 
 def batch_shapes(config: ml_collections.ConfigDict, domains: Mapping[str, tuple[int, int]], *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from rejax.data.pipeline import PAPER_DOMAIN_SETTINGS
+from rejax.domains import PAPER_DOMAIN_SETTINGS
 
 
 def paper_config() -> ml_collections.ConfigDict:
@@ -39,6 +39,7 @@ def paper_config() -> ml_collections.ConfigDict:
   c.data.max_passage_length = 512
   c.data.min_bucket = 16  # padded lengths: powers of two from here to the maximum (one compiled step each)
   c.data.num_workers = 4
+  c.data.pack = True  # several sequences per row (rejax.data.packing): compute on tokens, not on padding
 
   c.loss = ml_collections.ConfigDict()
   c.loss.kind = "ri_infonce"

@@ -20,7 +20,7 @@ import optax
 from flax import nnx, struct
 
 from rejax.losses import infonce, retrieval_stats, ri_infonce, similarity_scores
-from rejax.models.pooling import embed
+from rejax.models.pooling import embed, embed_packed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,10 @@ class LossConfig:
   def __post_init__(self):
     if self.kind not in ("infonce", "ri_infonce"):
       raise ValueError(f"loss.kind={self.kind!r}; expected 'infonce' or 'ri_infonce'")
+
+  def reasoning_pass(self, step):
+    """Whether the step numbered `step` (an int, or the traced step count) encodes the reasoning queries."""
+    return False if self.kind != "ri_infonce" else step >= self.ri_start_step
 
 
 class TrainState(struct.PyTreeNode):
@@ -84,8 +88,9 @@ def _replicated_like(tree) -> jax.sharding.Sharding:
   return sharding
 
 
-def jit_train_step(step: Callable, state: TrainState, batch_sharding) -> Callable:
-  """`step` compiled with the state's own shardings in and out (donated) and batches sharded over the batch axes."""
+def jit_train_step(step: Callable, state: TrainState, batch_sharding=None) -> Callable:
+  """`step` compiled with the state's own shardings in and out (donated) and batches sharded over the batch axes:
+  as `batch_sharding` says, or (None) as the batch's arrays are placed (padded and packed batches alike)."""
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
   return jax.jit(step, in_shardings=(state_shardings, batch_sharding, None),
                  out_shardings=(state_shardings, None), donate_argnums=0)
@@ -104,23 +109,46 @@ def _unchunk(x: jax.Array) -> jax.Array:
   return x.swapaxes(0, 1).reshape(-1, *x.shape[2:])
 
 
+def batch_rows(batch: dict[str, jax.Array], name: str) -> tuple[dict[str, jax.Array], jax.Array | None]:
+  """(the encoder's inputs, the sequence index) of input `name` ("query", "passage", "reason"): padded rows
+  `{name}_ids/_mask` (index None: row i is sequence i) or packed rows `{name}_ids/_segments/_last` with
+  `{name}_index`, the slot of each sequence (rejax.data.packing)."""
+  if f"{name}_segments" in batch:
+    return {part: batch[f"{name}_{part}"] for part in ("ids", "segments", "last")}, batch[f"{name}_index"]
+  return {part: batch[f"{name}_{part}"] for part in ("ids", "mask")}, None
+
+
+
+def sequence_embeddings(slots_rsd: jax.Array, index: jax.Array | None) -> jax.Array:
+  """[N, D] embeddings in the batch's sequence order from the [R, S, D] slot embeddings of its rows."""
+  flat = slots_rsd.reshape(-1, slots_rsd.shape[-1])
+  return flat if index is None else jnp.take(flat, index, axis=0)
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_cfg: LossConfig, *,
                     grad_cache_chunk: int | None = None, lr_schedule: optax.Schedule | None = None) -> Callable:
-  """step(state, batch, key) -> (state, metrics). Batch keys: query_ids/mask [B, Tq],
-  passage_ids/mask [B*G, Tp], and for RI reason_ids/mask [B, Tr]."""
+  """step(state, batch, key) -> (state, metrics). Batch: per input (query [B], passage [B*G], reason [B] for RI)
+  padded rows `*_ids/_mask` [rows, length], or packed rows (see `batch_rows`); the two give the same step."""
 
-  def encode(trainable, frozen, ids, mask, key):
+  def encode(trainable, frozen, rows, key):
+    """Slot embeddings [R, S, D] of `rows` (S = 1 for padded rows)."""
     # copy=True: fresh Variables at the current trace level (encode runs inside lax.map / scan bodies)
-    return embed(nnx.merge(graphdef, trainable, frozen, copy=True), ids, mask, key)
+    model = nnx.merge(graphdef, trainable, frozen, copy=True)
+    if "segments" in rows:
+      return embed_packed(model, rows["ids"], rows["segments"], rows["last"], key)
+    return embed(model, rows["ids"], rows["mask"], key)[:, None]
 
-  def encode_chunked(trainable, frozen, ids, mask, key, chunk: int):
-    """Embeddings of a big batch, chunk by chunk (a scan), each chunk with its own dropout key."""
-    n = ids.shape[0]
-    if n % chunk:
-      raise ValueError(f"grad_cache_chunk={chunk} must divide the {n} rows it chunks")
-    num = max(n // chunk, 1)
+  def chunk_count(rows, chunk: int) -> int:
+    """GradCache's chunks of an input: its rows (sequences, or packed rows) / `chunk` rows per chunk."""
+    r = rows["ids"].shape[0]
+    if r % chunk:
+      raise ValueError(f"grad_cache_chunk={chunk} must divide the {r} rows it chunks")
+    return max(r // chunk, 1)
+
+  def encode_chunked(trainable, frozen, rows, key, num: int):
+    """Slot embeddings of a big batch, chunk by chunk (a scan), each chunk with its own dropout key."""
     keys = jax.random.split(key, num)
-    out = jax.lax.map(lambda a: encode(trainable, frozen, *a), (_chunks(ids, num), _chunks(mask, num), keys))
+    out = jax.lax.map(lambda a: encode(trainable, frozen, *a), (_chunk_rows(rows, num), keys))
     return _unchunk(out)
 
   def loss_from_embeddings(q, p, q_reason, use_ri):
@@ -137,27 +165,32 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
   def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
     key = jax.random.fold_in(key, state.step)
     q_key, p_key, r_key = jax.random.split(key, 3)
-    use_ri = state.step >= loss_cfg.ri_start_step
-    q_ids, q_mask, p_ids, p_mask = batch["query_ids"], batch["query_mask"], batch["passage_ids"], batch["passage_mask"]
+    use_ri = loss_cfg.reasoning_pass(state.step)
+    (q_rows, q_index), (p_rows, p_index) = batch_rows(batch, "query"), batch_rows(batch, "passage")
 
     q_reason = None
     if loss_cfg.kind == "ri_infonce":
       # The current model (train mode, as the reference) encodes q' without gradient; skipped before RI starts.
+      r_rows, r_index = batch_rows(batch, "reason")
+
       def reason_pass():
-        return jax.lax.stop_gradient(encode(state.trainable, state.frozen, batch["reason_ids"],
-                                            batch["reason_mask"], r_key))
+        slots = jax.lax.stop_gradient(encode(state.trainable, state.frozen, r_rows, r_key))
+        return sequence_embeddings(slots, r_index)
       out = jax.eval_shape(reason_pass)
       q_reason = jax.lax.cond(use_ri, reason_pass, lambda: jnp.zeros(out.shape, out.dtype))
 
+    def loss_from_slots(q_slots, p_slots):
+      q, p = sequence_embeddings(q_slots, q_index), sequence_embeddings(p_slots, p_index)
+      return loss_from_embeddings(q, p, q_reason, use_ri)
+
     if grad_cache_chunk is None:
       def loss_fn(trainable):
-        q = encode(trainable, state.frozen, q_ids, q_mask, q_key)
-        p = encode(trainable, state.frozen, p_ids, p_mask, p_key)
-        return loss_from_embeddings(q, p, q_reason, use_ri)
+        return loss_from_slots(encode(trainable, state.frozen, q_rows, q_key),
+                               encode(trainable, state.frozen, p_rows, p_key))
 
       (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     else:
-      grads, loss, aux = _grad_cache(state, q_ids, q_mask, p_ids, p_mask, q_key, p_key, q_reason, use_ri)
+      grads, loss, aux = _grad_cache(state, (q_rows, q_index, q_key), (p_rows, p_index, p_key), loss_from_slots)
 
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
@@ -166,33 +199,35 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
       metrics["lr"] = lr_schedule(state.step)
     return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
 
-  def _grad_cache(state, q_ids, q_mask, p_ids, p_mask, q_key, p_key, q_reason, use_ri):
-    chunk = grad_cache_chunk
+  def _grad_cache(state, queries, passages, loss_from_slots):
     frozen = state.frozen
-    # 1. embeddings of the whole batch, no activations kept
-    q = jax.lax.stop_gradient(encode_chunked(state.trainable, frozen, q_ids, q_mask, q_key, chunk))
-    p = jax.lax.stop_gradient(encode_chunked(state.trainable, frozen, p_ids, p_mask, p_key, chunk))
+    nums = [chunk_count(rows, grad_cache_chunk) for rows, _, _ in (queries, passages)]
+    # 1. slot embeddings of the whole batch, no activations kept
+    q, p = (jax.lax.stop_gradient(encode_chunked(state.trainable, frozen, rows, key, num))
+            for (rows, _, key), num in zip((queries, passages), nums))
     # 2. the loss and its gradient with respect to the embeddings
-    (loss, aux), (dq, dp) = jax.value_and_grad(
-        lambda q, p: loss_from_embeddings(q, p, q_reason, use_ri), argnums=(0, 1), has_aux=True)(q, p)
+    (loss, aux), (dq, dp) = jax.value_and_grad(loss_from_slots, argnums=(0, 1), has_aux=True)(q, p)
 
     # 3. re-encode chunk by chunk (same dropout keys) and pull the embedding gradients back to the weights
-    def backprop(ids, mask, key, cotangent):
-      num = max(ids.shape[0] // chunk, 1)
-
+    def backprop(rows, key, cotangent, num):
       def one_chunk(acc, xs):
-        c_ids, c_mask, c_key, c_cot = xs
-        _, vjp = jax.vjp(lambda t: encode(t, frozen, c_ids, c_mask, c_key), state.trainable)
+        c_rows, c_key, c_cot = xs
+        _, vjp = jax.vjp(lambda t: encode(t, frozen, c_rows, c_key), state.trainable)
         return jax.tree.map(jnp.add, acc, vjp(c_cot)[0]), None
 
       zeros = jax.tree.map(jnp.zeros_like, state.trainable)
-      xs = (_chunks(ids, num), _chunks(mask, num), jax.random.split(key, num), _chunks(cotangent, num))
+      xs = (_chunk_rows(rows, num), jax.random.split(key, num), _chunks(cotangent, num))
       return jax.lax.scan(one_chunk, zeros, xs)[0]
 
-    grads = jax.tree.map(jnp.add, backprop(q_ids, q_mask, q_key, dq), backprop(p_ids, p_mask, p_key, dp))
+    grads = jax.tree.map(jnp.add, backprop(queries[0], queries[2], dq, nums[0]),
+                         backprop(passages[0], passages[2], dp, nums[1]))
     return grads, loss, aux
 
   return step
+
+
+def _chunk_rows(rows: dict[str, jax.Array], num_chunks: int) -> dict[str, jax.Array]:
+  return {name: _chunks(x, num_chunks) for name, x in rows.items()}
 
 
 def _summarise(aux: dict, loss_cfg: LossConfig) -> dict[str, jax.Array]:

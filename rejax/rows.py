@@ -51,6 +51,9 @@ def list_of(*types: type, optional: bool = False) -> Field:
   return Field(tuple(types), optional=optional, is_list=True)
 
 
+# A BEIR corpus row (`corpus.jsonl`): what `rejax eval` and `rejax data pairs` read.
+CORPUS_FIELDS = {"_id": ID, "text": str, "title": optional(str)}
+
 Schema = Mapping[str, Any] | Sequence[str]
 
 
