@@ -48,7 +48,7 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--length", type=int, default=128, help="tokens per text of the full case")
   parser.add_argument("--max-length", type=int, default=512, help="real case: tokens per text at most")
-  parser.add_argument("--texts", type=int, default=0, help="real case: encode only the first N passages")
+  parser.add_argument("--texts", type=int, default=128, help="real case: the first N passages (0: all)")
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--json", type=pathlib.Path, help="write the cases' figures here")

@@ -1,7 +1,7 @@
 """Train-step speed and memory: rejax vs an equivalent PyTorch step, and GradCache's peak memory.
 
     python -m bench.train_step [--models tiny,smollm2] [--cases full,real] [--queries 2] [--group 4]
-        [--length 64] [--max-passage-length 256] [--real-batches 3] [--repeats 3] [--json OUT.json]
+        [--length 64] [--max-passage-length 512] [--real-batches 3] [--repeats 3] [--json OUT.json]
 
 1. Throughput: full fine-tuning steps of a tiny random Qwen3 and of SmolLM2-135M in fp32 (RI-InfoNCE: queries
    and passages with gradient, reasoning queries without; AdamW) in rejax and in PyTorch (transformers model, the
@@ -109,8 +109,8 @@ def main() -> None:
   parser.add_argument("--queries", type=int, default=2)
   parser.add_argument("--group", type=int, default=4)
   parser.add_argument("--length", type=int, default=64, help="tokens per sequence of the full case")
-  parser.add_argument("--max-query-length", type=int, default=128, help="real case: the pipeline's limits")
-  parser.add_argument("--max-passage-length", type=int, default=256)
+  parser.add_argument("--max-query-length", type=int, default=512, help="real case: the recipe's limits")
+  parser.add_argument("--max-passage-length", type=int, default=512)
   parser.add_argument("--real-batches", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--skip-memory", action="store_true")
@@ -140,6 +140,7 @@ def main() -> None:
 def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, tokenizer_dir: str) -> list[dict]:
   from bench import real_data
   from rejax.hf.load import load_decoder
+  from rejax.sharding import make_mesh
   from rejax.train.distributed import to_global_batch
   from rejax.train.flops import train_step_flops
   from rejax.train.step import LossConfig, init_train_state, make_train_step
@@ -153,7 +154,7 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, toke
   holder = [state]
   torch_step = torch_step_fn(model_dir, args.group, loss_cfg.temperature)
   weights = sum(x.size for x in jax.tree.leaves(state.trainable)) - cfg.vocab_size * cfg.hidden_size
-  mesh = jax.make_mesh((1, 1, 1), ("data", "fsdp", "tensor"))
+  mesh = make_mesh()  # one device: to_global_batch only packs and places
 
   def jax_steps(batches):
     for batch in batches:

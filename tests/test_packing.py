@@ -53,7 +53,8 @@ def test_first_fit_decreasing_is_the_textbook_algorithm():
 
 
 def test_row_ladder():
-  assert [row_ladder(n, 4, 32) for n in (1, 4, 5, 8, 9, 17, 32)] == [4, 4, 8, 8, 16, 32, 32]
+  assert [row_ladder(n, 1, 1000) for n in (1, 7, 8, 9, 11, 15, 17, 33, 100)] == [1, 7, 8, 10, 12, 16, 20, 40, 112]
+  assert [row_ladder(n, 4, 32) for n in (1, 4, 5, 8, 9, 17, 32)] == [4, 4, 8, 8, 12, 20, 32]
   assert row_ladder(10, 4, 12) == 12  # capped at the sequences, rounded up to the multiple
   assert row_ladder(3, 8, 4) == 8  # never fewer rows than the multiple
 

@@ -3,8 +3,9 @@
 A padded batch [N, T] of right-padded sequences becomes packed rows [R, T] (R <= N), filled first-fit-decreasing
 (longest sequence first, each into the first row with room for it). The model attends within each sequence only
 and restarts positions at 0 per sequence (rejax.models.Decoder with `packed=True`), so a packed sequence is
-encoded exactly as it would be alone. The rows count is rounded up a ladder (a multiple of `row_multiple`
-times a power of two, at most N), so a run compiles few shapes per input; the length is the padded batch's own.
+encoded exactly as it would be alone. Rows and row length are rounded up ladders of four sizes per doubling
+(`row_ladder`: a multiple of `row_multiple`, at most N; `length_ladder`: a multiple of 16), so a run compiles a
+bounded number of shapes per input; `pack` picks the length that needs the fewest token positions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+
+LENGTH_GRANULE = 16  # packed rows are a multiple of this many tokens long
 
 
 def max_segments(length: int) -> int:
@@ -58,27 +62,58 @@ def first_fit_decreasing(lengths: np.ndarray, capacity: int, max_per_row: int) -
   return row, offset
 
 
+def _three_bits(n: int) -> int:
+  """The smallest m >= n with at most three significant bits: 1, ..., 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...
+  (four sizes per doubling, each at most 25% above what it must hold)."""
+  n = max(n, 1)
+  while n.bit_length() > 3 and n & ((1 << (n.bit_length() - 3)) - 1):
+    n += 1
+  return n
+
+
 def row_ladder(needed: int, multiple: int, cap: int) -> int:
-  """The rows of a packed batch: the smallest `multiple` * 2^k that holds `needed`, at most `cap` rounded up
-  to `multiple`."""
-  top = -(-cap // multiple) * multiple
-  rows = multiple
-  while rows < needed and rows < top:
-    rows *= 2
-  return max(min(rows, top), -(-needed // multiple) * multiple)
+  """The rows of a packed batch: the smallest `multiple` x n >= `needed` with n on the three-bit ladder, and no
+  more than `cap` rounded up to `multiple`."""
+  top = -(-cap // multiple)
+  need = -(-needed // multiple)
+  return min(_three_bits(need), max(top, need)) * multiple
 
 
-def pack(ids_nt: np.ndarray, mask_nt: np.ndarray, pad_id: int, *, row_multiple: int = 1) -> PackedRows:
-  """Packs the right-padded rows of `ids_nt` (real tokens where `mask_nt` is 1, all before any padding)."""
-  n, length = ids_nt.shape
+def length_ladder(longest: int, granule: int = LENGTH_GRANULE) -> int:
+  """A packed row's length for sequences up to `longest` tokens: `granule` x n with n on the three-bit ladder."""
+  return _three_bits(-(-longest // granule)) * granule
+
+
+def pack(ids_nt: np.ndarray, mask_nt: np.ndarray, pad_id: int, *, row_multiple: int = 1,
+         length: int | None = None) -> PackedRows:
+  """Packs the right-padded rows of `ids_nt` (real tokens where `mask_nt` is 1, all before any padding) into the
+  fewest token positions: of the ladder lengths from the longest sequence's up to twice it (at most the padded
+  length), the one whose rows x length is smallest; or rows of exactly `length` tokens."""
+  n, padded = ids_nt.shape
   lengths = mask_nt.sum(axis=1).astype(np.int64)
   if np.any(lengths == 0):
     raise ValueError(f"row {int(np.argmin(lengths))} has no tokens: an empty sequence has no embedding")
-  if not np.array_equal(mask_nt.astype(bool), np.arange(length)[None, :] < lengths[:, None]):
+  if not np.array_equal(mask_nt.astype(bool), np.arange(padded)[None, :] < lengths[:, None]):
     raise ValueError("packing needs right-padded rows (every row's real tokens first, then padding)")
-  row, offset = first_fit_decreasing(lengths, length, max_segments(length))
-  rows = row_ladder(int(row.max()) + 1, row_multiple, n)
-  return lay_out([ids_nt[i, : lengths[i]] for i in range(n)], row, offset, rows, length, pad_id)
+  longest = int(lengths.max())
+  if length is not None and length < longest:
+    raise ValueError(f"rows of {length} tokens cannot hold a sequence of {longest}")
+  candidates = [length] if length is not None else _length_candidates(longest, padded)
+  best = None
+  for t in candidates:
+    row, offset = first_fit_decreasing(lengths, t, max_segments(t))
+    rows = row_ladder(int(row.max()) + 1, row_multiple, n)
+    if best is None or rows * t < best[0] * best[1]:
+      best = rows, t, row, offset
+  rows, t, row, offset = best
+  return lay_out([ids_nt[i, : lengths[i]] for i in range(n)], row, offset, rows, t, pad_id)
+
+
+def _length_candidates(longest: int, padded: int) -> list[int]:
+  out = [min(length_ladder(longest), padded)]
+  while out[-1] < min(2 * longest, padded):
+    out.append(min(length_ladder(out[-1] + 1), padded))
+  return out
 
 
 def lay_out(sequences, row: np.ndarray, offset: np.ndarray, rows: int, length: int, pad_id: int) -> PackedRows:

@@ -101,10 +101,13 @@ def _packed_local(ids: np.ndarray, mask: np.ndarray, pad_id: int, global_multipl
     raise ValueError(f"packed rows in multiples of {global_multiple} do not split over {blocks} processes")
   packed = pack(ids, mask, pad_id, row_multiple=global_multiple // blocks)
   rows = packed.rows
-  if jax.process_count() > 1:
+  if jax.process_count() > 1:  # one row length (the longest any process chose), then one rows count
     from jax.experimental import multihost_utils
 
-    rows = int(np.max(multihost_utils.process_allgather(np.int32(rows))))
+    length = int(np.max(multihost_utils.process_allgather(np.int32(packed.ids.shape[1]))))
+    if length != packed.ids.shape[1]:
+      packed = pack(ids, mask, pad_id, row_multiple=global_multiple // blocks, length=length)
+    rows = int(np.max(multihost_utils.process_allgather(np.int32(packed.rows))))
     packed = packed.with_rows(rows, pad_id)
   offset = block * rows * packed.last.shape[1]
   return {"ids": packed.ids, "segments": packed.segments, "last": packed.last, "index": packed.index + offset}

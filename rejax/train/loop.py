@@ -107,6 +107,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
         waited = time.perf_counter() - waited
         batch = distributed.to_global_batch(host_batch, mesh, pad_id, pack_rows=pack_rows)
         state, metrics = compiled(state, batch, key)
+        if pending is not None:  # a new shape compiled while the step before ran: not that step's time
+          pending.excluded += compiled.compile_seconds
         computed = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
         work = step_work(model_cfg, host_batch, computed, reasoning_pass(config, step), blocks)
         done = Pending(step + 1, metrics, work, waited)
@@ -146,6 +148,7 @@ class Pending:
   work: StepWork
   input_wait_s: float
   since: float = 0.0  # when the step before it had finished (its metrics arrived, its evaluation was done)
+  excluded: float = 0.0  # seconds within its interval that were not its own (the next shape's compile)
   dispatched: float = dataclasses.field(default_factory=time.perf_counter)
   resolved: float = 0.0
 
@@ -155,7 +158,7 @@ class Pending:
     values = {k: float(v) for k, v in jax.device_get(self.metrics).items()}
     # The step's time is from the previous step's end (or this one's dispatch, if later) to its metrics: with the
     # host a step ahead, dispatch-to-metrics would also count the wait for the step before.
-    seconds = time.perf_counter() - max(self.dispatched, self.since)
+    seconds = time.perf_counter() - max(self.dispatched, self.since) - self.excluded
     if not math.isfinite(values["loss"]):
       raise NonFiniteLossError(
           f"loss is {values['loss']} at step {self.step}; stopped without saving it. The last good checkpoint "

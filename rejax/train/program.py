@@ -169,13 +169,15 @@ class CompiledSteps:
 
   def __init__(self, jitted, on_compile: Callable[[dict[str, tuple[int, ...]], float, object], None]):
     self.jitted, self.on_compile, self.cache = jitted, on_compile, {}
+    self.compile_seconds = 0.0  # spent compiling in the last call (0 when its shape was compiled before)
 
   def __call__(self, state, batch, key):
     signature = tuple(sorted((k, v.shape) for k, v in batch.items()))
+    self.compile_seconds = 0.0
     if signature not in self.cache:
       start = time.perf_counter()
       compiled = self.jitted.lower(state, batch, key).compile()
-      self.on_compile({k: tuple(s) for k, s in signature if k.endswith("_ids")}, time.perf_counter() - start,
-                      compiled)
+      self.compile_seconds = time.perf_counter() - start
+      self.on_compile({k: tuple(s) for k, s in signature if k.endswith("_ids")}, self.compile_seconds, compiled)
       self.cache[signature] = compiled
     return self.cache[signature](state, batch, key)
