@@ -23,7 +23,10 @@ def plan_cmd(*args: str) -> list[str]:
 
 def test_plan_on_cpu8_reports_the_memory_of_the_step_rejax_train_compiled(tmp_path):
   workdir = tmp_path / "run"
-  overrides = [*MESH_222, "--config.total_steps=2", "--config.ckpt_every=2", "--config.export_dir="]
+  # Padded batches: the fixture's one shape is then the plan's worst case exactly (packed, the run would compile
+  # the rows its batches need, and the plan a row per sequence, an upper bound).
+  overrides = [*MESH_222, "--config.total_steps=2", "--config.ckpt_every=2", "--config.export_dir=",
+               "--config.data.pack=false"]
   run([sys.executable, "-m", "rejax.cli", "train", "--config", TINY, "--workdir", str(workdir), *overrides], devices=8)
   trained = [json.loads(line) for line in (workdir / "compiled_steps.jsonl").read_text().splitlines()]
   assert len(trained) == 1  # the fixture's one batch shape

@@ -65,7 +65,7 @@ def first_fit_decreasing(lengths: np.ndarray, capacity: int, max_per_row: int) -
 def _three_bits(n: int) -> int:
   """The smallest m >= n with at most three significant bits: 1, ..., 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...
   (four sizes per doubling, each at most 25% above what it must hold)."""
-  n = max(n, 1)
+  n = max(int(n), 1)
   while n.bit_length() > 3 and n & ((1 << (n.bit_length() - 3)) - 1):
     n += 1
   return n
@@ -74,6 +74,7 @@ def _three_bits(n: int) -> int:
 def row_ladder(needed: int, multiple: int, cap: int) -> int:
   """The rows of a packed batch: the smallest `multiple` x n >= `needed` with n on the three-bit ladder, and no
   more than `cap` rounded up to `multiple`."""
+  multiple, needed, cap = int(multiple), int(needed), int(cap)
   top = -(-cap // multiple)
   need = -(-needed // multiple)
   return min(_three_bits(need), max(top, need)) * multiple
