@@ -63,9 +63,5 @@ def pad_like_flagembedding(batch: dict[str, np.ndarray], multiple: int = 8) -> d
   return out
 
 
-def real_tokens(batch: dict[str, np.ndarray], names=INPUTS) -> int:
-  return int(sum(batch[f"{name}_mask"].sum() for name in names))
-
-
 def computed_tokens(batch: dict[str, np.ndarray], names=INPUTS) -> int:
   return int(sum(batch[f"{name}_ids"].size for name in names))

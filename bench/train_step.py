@@ -139,6 +139,7 @@ def main() -> None:
 
 def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, tokenizer_dir: str) -> list[dict]:
   from bench import real_data
+  from rejax.data.pipeline import tokens_in
   from rejax.hf.load import load_decoder
   from rejax.sharding import make_mesh
   from rejax.train.distributed import to_global_batch
@@ -177,7 +178,7 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, toke
       raise SystemExit(f"--cases: unknown case {case!r} (full, real)")
     jax_s = median_seconds(lambda: jax_steps(rejax_batches), args.repeats)
     torch_s = median_seconds(lambda: [torch_step(b) for b in torch_batches], args.repeats)
-    tokens = sum(real_data.real_tokens(b) for b in host)
+    tokens = sum(tokens_in(b) for b in host)
     lengths = [{f"{n}_ids": b[f"{n}_mask"].sum(axis=1) for n in real_data.INPUTS} for b in host]
     flops = sum(train_step_flops(cfg, ls, reasoning_pass=True) for ls in lengths)
     rejax_computed = sum(int(np.prod(b[f"{n}_ids"].shape)) for b in rejax_batches for n in real_data.INPUTS)
