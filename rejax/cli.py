@@ -285,18 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-  from rejax.errors import USER_ERRORS
-  from rejax.train.config import ConfigError, split_overrides
+  from rejax.errors import USER_ERRORS, one_line
 
-  argv = sys.argv[1:] if argv is None else list(argv)
-  try:
-    argv, overrides = split_overrides(argv)
-  except ConfigError as e:
-    sys.exit(f"rejax: error: {e}")
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  # What argparse does not know is left for the config's overrides (`--config.KEY=VALUE`, parsed by
+  # ml_collections.config_flags against the config file's keys); only train and plan take them.
+  args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
   if overrides and args.command not in ("train", "plan"):
-    sys.exit(f"rejax {args.command}: error: --config.{overrides[0]}: only `rejax train` and `rejax plan` take "
-             "config overrides")
+    if overrides[0].startswith(("--config.", "--noconfig.")):
+      parser.exit(2, f"rejax {args.command}: error: {overrides[0]}: only `rejax train` and `rejax plan` take "
+                     "config overrides\n")
+    parser.error(f"unrecognized arguments: {' '.join(overrides)}")
   args.overrides = overrides
   command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
   debug = args.debug or os.environ.get("REJAX_DEBUG", "") not in ("", "0")
@@ -311,12 +310,6 @@ def main(argv: list[str] | None = None) -> None:
       raise
     sys.exit(f"rejax {command}: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug or "
              "REJAX_DEBUG=1 for the traceback)")
-
-
-def one_line(error: BaseException) -> str:
-  """The error's message on one line (a multi-line message's lines joined by `; `), else its type's name."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return "; ".join(lines) if lines else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -23,3 +23,9 @@ class ExportError(ValueError):
 # What `rejax.cli.main` reports as one line: the types above are ValueErrors (ConfigError, RecordError and
 # CheckpointError too; AssetError is a RuntimeError); OSError covers missing files, permissions and a full disk.
 USER_ERRORS = (ValueError, OSError, EOFError, RuntimeError, ArithmeticError, MemoryError)
+
+
+def one_line(error: BaseException) -> str:
+  """The error's message on one line (a multi-line message's lines joined by `; `), else its type's name."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return "; ".join(lines) if lines else type(error).__name__

@@ -4,9 +4,10 @@
     synth generate --config configs/synth/bright.py:/data/bright --shard 0/4
     synth contamination --synthetic 'runs/synth/demo/format/*.jsonl' --eval bright/examples/pony.jsonl.gz --output DIR
 
-Errors are one line on stderr, `synth CMD: error: MESSAGE`, and exit status 1 (as `rejax`; 3 is a shard
-that is done while others are not). The message names the thing (config key, flag, file, backend and URL);
-the traceback is shown only with --debug or SYNTH_DEBUG=1 (REJAX_DEBUG=1 too). Secrets are redacted in both.
+Errors are one line on stderr, `synth CMD: error: MESSAGE`, and exit status 1 (as `rejax`: 2 is a usage
+error, a flag the command does not take; 3 is a shard that is done while others are not). The message names
+the thing (config key, flag, file, backend and URL); the traceback is shown only with --debug or
+SYNTH_DEBUG=1 (REJAX_DEBUG=1 too). Secrets are redacted in both.
 """
 
 from __future__ import annotations
@@ -37,11 +38,8 @@ def cmd_stage(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def cmd_contamination(args: argparse.Namespace, overrides: list[str]) -> int:
-  from synth.config import ConfigError
   from synth.contamination import check
 
-  if overrides:
-    raise ConfigError(f"--config.{overrides[0]}: only the stage commands take config overrides")
   summary = check(args.synthetic, args.eval, args.output, bins=args.bins)
   print(f"max weighted Jaccard per synthetic query: mean {summary['mean']:.3f}, p99 {summary['p99']:.3f}, "
         f"max {summary['max']:.3f}; {summary['n_synthetic']} synthetic vs {summary['n_eval']} eval queries; "
@@ -84,13 +82,14 @@ def add_debug_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -
 def main(argv: list[str] | None = None) -> int:
   """Runs one command; returns its exit status (0 done, 1 an error reported on one line, 3 other shards pending)."""
   from rejax.errors import USER_ERRORS
-  from synth.config import ConfigError, split_overrides
 
-  try:
-    argv, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
-  except ConfigError as e:
-    return report_error("synth", e, debug=False)
-  args = build_parser().parse_args(argv)
+  # What argparse does not know is left for the stage config's overrides (`--config.KEY=VALUE`).
+  parser = build_parser()
+  args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+  if overrides and args.command == "contamination":
+    if overrides[0].startswith(("--config.", "--noconfig.")):
+      parser.exit(2, f"synth contamination: error: {overrides[0]}: only the stage commands take config overrides\n")
+    parser.error(f"unrecognized arguments: {' '.join(overrides)}")
   debug = args.debug or any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_ENV)
   try:
     return args.handler(args, overrides)
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def report_error(prog: str, error: BaseException, *, debug: bool, internal: bool = False) -> int:
   """Prints `PROG: error: MESSAGE` (one line, secrets redacted; the traceback before it with --debug); returns 1."""
-  from rejax.cli import one_line
+  from rejax.errors import one_line
   from synth.report import redact
 
   if debug:

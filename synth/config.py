@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import ml_collections
 
-from rejax.train.config import ConfigError, apply_overrides, read_config_file, split_overrides
+from rejax.train.config import ConfigError, apply_overrides, read_config_file
 from synth.backends import KINDS, backend_class
 from synth.defaults import base_config
 from synth.domains import domain_spec
@@ -25,7 +25,7 @@ OPEN_BLOCKS = ("backends", "embedder", "domains")  # blocks whose entries each c
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-  """The locked, validated config of `path.py[:arg]` with `KEY=VALUE` overrides applied."""
+  """The locked, validated config of `path.py[:arg]` with `--config.KEY=VALUE` overrides applied."""
   config = read_config_file(spec, module_prefix="synth_config")
   check_keys(config, f"--config {spec}")
   config.lock()
@@ -141,4 +141,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"domains.{spec.name}.corpus: empty; give the domain's corpus JSONL")
 
 
-__all__ = ["ConfigError", "load_config", "split_overrides", "stage_enabled", "validate"]
+__all__ = ["ConfigError", "load_config", "stage_enabled", "validate"]

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from rejax.train.config import ConfigError, apply_overrides, load_config_file, split_overrides, validate
+from rejax.train.config import ConfigError, apply_overrides, load_config_file, validate
 from rejax.train.recipe import MESH_PRESETS
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -33,24 +33,28 @@ def test_tiny_config_validates_on_one_device():
 
 def test_overrides_take_the_type_of_the_key():
   config = load_config_file(f"{CONFIGS / 'tiny.py'}")
-  rest, overrides = split_overrides(["train", "--config.optim.lr=2e-4", "--config.model.lora.enabled", "true",
-                                     "--config.data.domains.biology=(8, 2)", "--config.optim.clip_norm=1"])
-  assert rest == ["train"]
-  apply_overrides(config, overrides)
-  assert config.optim.lr == 2e-4 and config.model.lora.enabled is True
+  apply_overrides(config, ["--config.optim.lr=2e-4", "--config.model.lora.enabled", "--config.data.domains.biology",
+                           "(8, 2)", "--config.optim.clip_norm=1", "--config.data.path=", "--noconfig.data.pack"])
+  assert config.optim.lr == 2e-4 and config.model.lora.enabled is True and config.data.pack is False
   assert tuple(config.data.domains.biology) == (8, 2) and isinstance(config.optim.clip_norm, float)
+  assert config.data.path == ""
+  apply_overrides(config, ["--config.data.domains={'biology': (16, 2)}", "--config.model.lora.enabled=false"])
+  assert dict(config.data.domains) == {"biology": (16, 2)} and config.model.lora.enabled is False
 
 
 @pytest.mark.parametrize("override,message", [
-  ("optim.lrr=1", "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
-  ("total_steps=1.5", "--config.total_steps=1.5: expected int, got float"),
-  ("model.lora.enabled=maybe", "--config.model.lora.enabled=maybe: expected a bool"),
-  ("optim.lr", "--config.optim.lr: expected --config.KEY=VALUE"),
+  (["--config.optim.lrr=1"], "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
+  (["--config.model.lora.rnk", "8"], "--config.model.lora.rnk: no such config key (did you mean model.lora.rank?)"),
+  (["--config.total_steps=1.5"], "--config.total_steps=1.5: invalid literal for int()"),
+  (["--config.model.lora.enabled=maybe"], "--config.model.lora.enabled=maybe: ('Non-boolean argument"),
+  (["--config.optim.lr"], "Missing value for flag --config.optim.lr"),
+  (["--config.model.lora.enabled", "false"], "unrecognized arguments: false"),  # a bool's value goes after =
+  (["--wrokdir", "x"], "unrecognized arguments: --wrokdir x"),
 ])
 def test_bad_overrides_name_the_key(override, message):
   with pytest.raises(ConfigError) as error:
-    apply_overrides(load_config_file(f"{CONFIGS / 'tiny.py'}"), [override])
-  assert message in str(error.value)
+    apply_overrides(load_config_file(f"{CONFIGS / 'tiny.py'}"), override)
+  assert message in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("override,message", [
@@ -60,8 +64,9 @@ def test_bad_overrides_name_the_key(override, message):
 ])
 def test_cross_field_rules_name_the_keys(override, message):
   config = apply_overrides(load_config_file(f"{CONFIGS / 'tiny.py'}"),
-                           ["mesh.data=2", "mesh.fsdp=2", "data.domains.earth_science=(8, 4)",
-                            "data.domains.economics=(8, 4)", override])
+                           ["--config.mesh.data=2", "--config.mesh.fsdp=2",
+                            "--config.data.domains.earth_science=(8, 4)", "--config.data.domains.economics=(8, 4)",
+                            f"--config.{override}"])
   with pytest.raises(ConfigError) as error:
     validate(config, 4)
   assert message in str(error.value)
@@ -74,3 +79,20 @@ def test_a_missing_or_broken_config_file_is_named(tmp_path):
       "import ml_collections\ndef get_config():\n  return ml_collections.ConfigDict({'seed': 0})\n")
   with pytest.raises(ConfigError, match="missing key\\(s\\) total_steps, ckpt_every"):
     load_config_file(str(tmp_path / "partial.py"))
+
+
+@pytest.mark.parametrize("argv,message", [
+  (["rejax", "encode", "--model", "m", "--input", "i.jsonl", "--output", "o.npy", "--config.optim.lr=1"],
+   "rejax encode: error: --config.optim.lr=1: only `rejax train` and `rejax plan` take config overrides"),
+  (["rejax", "encode", "--model", "m", "--input", "i.jsonl", "--output", "o.npy", "--batchsize", "4"],
+   "unrecognized arguments: --batchsize 4"),
+  (["synth", "contamination", "--synthetic", "s", "--eval", "e", "--output", "o", "--config.mine.top_k=3"],
+   "synth contamination: error: --config.mine.top_k=3: only the stage commands take config overrides"),
+])
+def test_a_flag_the_command_does_not_take_is_a_usage_error(argv, message, capsys):
+  from rejax.cli import main as rejax_main
+  from synth.cli import main as synth_main
+
+  with pytest.raises(SystemExit) as exit_info:
+    (rejax_main if argv[0] == "rejax" else synth_main)(argv[1:])
+  assert exit_info.value.code == 2 and message in capsys.readouterr().err

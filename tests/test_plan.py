@@ -110,8 +110,9 @@ def test_remedies_add_full_remat_then_ever_smaller_gradcache_chunks_then_fold_da
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.plan import remedies
 
-  config = apply_overrides(load_config_file(TINY), ["model.remat=none", "mesh.data=2", "mesh.fsdp=2",
-                                                    "data.domains={'a': (16, 4), 'b': (8, 2)}"])
+  config = apply_overrides(load_config_file(TINY), ["--config.model.remat=none", "--config.mesh.data=2",
+                                                    "--config.mesh.fsdp=2",
+                                                    "--config.data.domains={'a': (16, 4), 'b': (8, 2)}"])
   assert list(remedies(config)) == [
       ["model.remat=full"],
       ["model.remat=full", "optim.grad_cache_chunk=8"],
@@ -124,8 +125,9 @@ def test_batch_shapes_are_the_longest_buckets_or_every_bucket_combination():
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.program import batch_shapes
 
-  config = apply_overrides(load_config_file(TINY), ["data.max_query_length=64", "data.max_passage_length=100",
-                                                    "data.min_bucket=32"])
+  config = apply_overrides(load_config_file(TINY), ["--config.data.max_query_length=64",
+                                                    "--config.data.max_passage_length=100",
+                                                    "--config.data.min_bucket=32"])
   domains = {"a": (8, 4), "b": (8, 4), "c": (2, 16)}
   longest = batch_shapes(config, domains)
   assert [(s.query, s.passage, s.reason) for s in longest] == [((2, 64), (32, 100), (2, 64)),
@@ -139,7 +141,7 @@ def test_the_epoch_estimate_weighs_each_family_by_its_batches_per_epoch():
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.plan import run_estimate
 
-  config = apply_overrides(load_config_file(TINY), ["total_steps=44"])
+  config = apply_overrides(load_config_file(TINY), ["--config.total_steps=44"])
   domains = {"a": (8, 4), "b": (8, 4), "c": (5, 2)}
   records = {"a": 100, "b": 30, "c": 52}  # 12 + 3 batches of (8, 4), 10 of (5, 2): the remainders dropped
   rows = [{"query_ids": [8, 64], "passage_ids": [32, 64], "estimated_seconds": 2.0},

@@ -203,7 +203,7 @@ def test_export_loads_in_transformers_and_sentence_transformers_as_rejax_encodes
 
 CONFIG_ERRORS = [
   (["--config.optim.lrr=1"], "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
-  (["--config.optim.lr=fast"], "--config.optim.lr=fast: expected float"),
+  (["--config.optim.lr=fast"], "--config.optim.lr=fast: could not convert string to float"),
   (["--config.mesh.data=3"], "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8 devices"),
   (["--config.model.path=/no/such/model", "--config.mesh.tensor=8"], "/no/such/model: not a model directory"),
 ]

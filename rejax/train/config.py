@@ -1,20 +1,27 @@
 """Training configs: `configs/NAME.py[:ARG]` files whose `get_config(arg)` returns an ml_collections
-ConfigDict, `--config.KEY=VALUE` overrides on the locked dict, and the cross-field rules (`validate`).
+ConfigDict, `--config.KEY=VALUE` overrides on the locked dict (ml_collections.config_flags), and the
+cross-field rules (`validate`).
 
-Every error names the key (and, for a file, the file), so a typo fails before anything is loaded.
+Every error names the key (and, for a file, the file and line), so a typo fails before anything is loaded.
+The file is read here rather than by config_flags.DEFINE_config_file, whose loader reports a missing file
+as a deferred multi-line IOError and an exception in get_config without the config file's line.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import importlib.util
 import json
 import pathlib
+import re
 import traceback
 from typing import Sequence
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+from rejax.errors import one_line
 
 REQUIRED_KEYS = ("total_steps", "ckpt_every", "seed", "model", "data", "loss", "optim", "mesh",
                  "loss.kind", "loss.temperature", "loss.ri_start_step", "loss.ri_clamp_max",
@@ -88,81 +95,40 @@ def _keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   return out
 
 
-def parse_value(text: str, current, key: str):
-  """`text` as the type of the key's current value (bool, int, float, str, tuple, list, dict)."""
-  if isinstance(current, str):
-    return text
-  if isinstance(current, bool):
-    if text.lower() in ("true", "1", "yes"):
-      return True
-    if text.lower() in ("false", "0", "no"):
-      return False
-    raise ConfigError(f"--config.{key}={text}: expected a bool (true/false)")
+def apply_overrides(config: ml_collections.ConfigDict, args: Sequence[str]) -> ml_collections.ConfigDict:
+  """Applies command-line overrides to the locked config, in place, with ml_collections.config_flags.
+
+  `args` are the tokens as typed: `--config.KEY=VALUE`, `--config.KEY VALUE`, and for a bool also
+  `--config.KEY` / `--noconfig.KEY`. Each value is parsed as the type of the key's current value (a tuple
+  as a Python literal, a sub-dict replaced whole by a dict literal). An unknown key, a value of the wrong
+  type, or any other token is a ConfigError naming it.
+  """
+  args = list(args)
+  if not args:
+    return config
+  argv = ["rejax", *args]
+  flag_values = flags.FlagValues()
   try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    if current is None:
-      return text
-    raise ConfigError(f"--config.{key}={text}: expected {type(current).__name__}, got an unparsable value") from None
-  if current is None:
-    return value
-  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-    return float(value)
-  if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
-    return type(current)(value)
-  if isinstance(current, ml_collections.ConfigDict) and isinstance(value, dict):
-    return value
-  if type(value) is not type(current):
-    raise ConfigError(f"--config.{key}={text}: expected {type(current).__name__}, got {type(value).__name__}")
-  return value
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
-  """Sets each `KEY=VALUE` (from `--config.KEY=VALUE`) on the locked config; unknown keys are errors."""
-  for item in overrides:
-    key, sep, text = item.partition("=")
-    if not sep:
-      raise ConfigError(f"--config.{item}: expected --config.KEY=VALUE")
-    parent_key, _, leaf = key.rpartition(".")
-    if not _has(config, key):
-      close = difflib.get_close_matches(key, _keys(config), n=1)
-      raise ConfigError(f"--config.{key}: no such config key" + (f" (did you mean {close[0]}?)" if close else ""))
-    parent = config
-    for part in filter(None, parent_key.split(".")):
-      parent = parent[part]
-    current = parent[leaf]
-    value = parse_value(text, current, key)
-    if isinstance(current, ml_collections.ConfigDict):
-      with current.unlocked():
-        for name in list(current.keys()):
-          del current[name]
-        current.update(value)
-      continue
-    try:
-      parent[leaf] = value
-    except (TypeError, KeyError, AttributeError) as e:
-      raise ConfigError(f"--config.{key}={text}: {e}") from None
+    config_flags.DEFINE_config_dict("config", config, flag_values=flag_values, lock_config=True, sys_argv=argv)
+    unparsed = flag_values(argv, known_only=True)[1:]
+  except (AttributeError, KeyError) as e:  # config_flags resolves every override's key when it defines the flags
+    raise ConfigError(_unknown_key(config, args) or f"--config: {one_line(e)}") from None
+  except flags.Error as e:  # a value the key's type does not parse: "flag --config.KEY=VALUE: why"
+    raise ConfigError(one_line(e).removeprefix("flag ")) from None
+  if unparsed:
+    raise ConfigError(f"unrecognized arguments: {' '.join(unparsed)} (overrides are --config.KEY=VALUE)")
   return config
 
 
-def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-  """(other args, `KEY=VALUE` overrides) from a command line with `--config.KEY=VALUE` / `--config.KEY VALUE`."""
-  rest, overrides = [], []
-  args = list(argv)
-  i = 0
-  while i < len(args):
-    arg = args[i]
-    if arg.startswith("--config."):
-      item = arg[len("--config."):]
-      if "=" not in item:
-        if i + 1 >= len(args):
-          raise ConfigError(f"{arg}: missing value")
-        item, i = f"{item}={args[i + 1]}", i + 1
-      overrides.append(item)
-    else:
-      rest.append(arg)
-    i += 1
-  return rest, overrides
+def _unknown_key(config: ml_collections.ConfigDict, args: Sequence[str]) -> str | None:
+  """The message for the first override whose key the config lacks, with the closest real key."""
+  for arg in args:
+    match = re.match(r"--?(?:no)?config\.([^=]+)", arg)
+    if match and not _has(config, match.group(1)):
+      key = match.group(1)
+      close = difflib.get_close_matches(key, _keys(config), n=1)
+      return f"--config.{key}: no such config key" + (f" (did you mean {close[0]}?)" if close else "")
+  return None
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:

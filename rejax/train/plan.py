@@ -202,7 +202,7 @@ def find_remedy(config: ml_collections.ConfigDict, hf_config: dict, topology: To
   for attempt, overrides in enumerate(remedies(config)):
     if attempt == MAX_REMEDY_COMPILES:
       break
-    candidate = apply_overrides(copy.deepcopy(config), overrides)
+    candidate = apply_overrides(copy.deepcopy(config), [f"--config.{o}" for o in overrides])
     try:
       validate(candidate, len(topology.devices))
     except ConfigError:
