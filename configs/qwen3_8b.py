@@ -1,27 +1,14 @@
-"""ReasonEmbed-Qwen3-8B: the paper's recipe (docs/method.md#training-recipe) on Qwen/Qwen3-8B.
+"""ReasonEmbed-Qwen3-8B: the paper's recipe (rejax/train/recipe.py, docs/method.md#training-recipe)
+on Qwen/Qwen3-8B. Paper BRIGHT nDCG@10 (basic / RI): 37.1 / 38.1, from the backbone after an MS MARCO fine-
+tune that was not released; from the plain base model expect lower numbers.
 
-LoRA r32/alpha64/dropout 0.1 on all projections, RI-InfoNCE (tau 0.02, kappa 5, from step 100), AdamW lr
-1e-4 with 10% warmup and linear decay, clip 1.0, bf16 compute with full remat, 512 tokens, one epoch of
-reason-embed-data-0928 with per-domain (batch, G) so every step holds 1,024 passages.
-
-The paper starts from the backbone after an MS MARCO fine-tune that was not released; from the plain
-base model expect lower numbers. Paper BRIGHT nDCG@10 (basic / RI): 37.1 / 38.1.
-
-COMMAND (one 8-GPU node; the arg picks a preset of rejax/train/recipe.py: gpu8, v5p-32, v5e-16, cpu1):
+COMMAND (the arg picks a mesh preset of rejax/train/recipe.py: gpu8, v5p-32, v5e-16, cpu1):
   rejax data convert --input 'reason-embed-data-0928/*.jsonl' --output data/reason-embed
   rejax train --config configs/qwen3_8b.py:gpu8 --workdir runs/qwen3_8b --config.data.path=data/reason-embed
   rejax eval --model runs/qwen3_8b/export --bright data/bright
-
-On a TPU v5p-32 slice, run the same train command on every host (scripts/launch_tpu_pod.sh) with :v5p-32;
-on SLURM GPU nodes see scripts/train_slurm.sbatch. A local copy of the model: --config.model.path=DIR.
-
-PLAN (`rejax plan`, compiled for the hardware without it; peak memory per chip and the compiler's estimate,
-longest buckets q/p/r 512, 2026-12-01; README "Will it fit?" has the table and the command):
-  v5p-32 (:v5p-32, data 2 x fsdp 8, splash attention): 29.0 / 29.9 / 38.0 of 95.7 GiB and 6.9 / 7.3 / 10.7 s/step
-    (MFU 0.45-0.47) for the 16x64 / 64x16 / 512x2 families; with XLA's attention 32.0 / 34.2 / 42.3 GiB and
-    7.3 / 7.7 / 11.4 s/step; with fsdp 16 and XLA's attention 33.1 / 35.4 / 35.4 GiB, 8.9 / 9.5 / 14.3 s/step;
-  v5e-16 (:v5e-16): without GradCache every family needs 19-21 GiB of temporaries (15.75 GiB chips); with
-    optim.grad_cache_chunk=16 the peaks are 5.5 / 5.0 / 7.5 GiB (libtpu gives no time estimate for v5e).
+On a TPU pod, the same train command on every host (scripts/launch_tpu_pod.sh); SLURM: scripts/train_slurm.sbatch.
+Whether a preset fits its chips: `rejax plan --config configs/qwen3_8b.py:v5p-32 --topology v5p:2x2x4` (README
+"Will it fit?" has the measured table).
 """
 
 from rejax.train.recipe import paper_run

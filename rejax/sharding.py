@@ -35,16 +35,29 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 
+def mesh_shape_problem(data: int, fsdp: int, tensor: int, device_count: int) -> str | None:
+  """Why a (data, fsdp, tensor) mesh cannot be laid over `device_count` devices, naming the config keys; else None."""
+  for key, size in (("data", data), ("fsdp", fsdp), ("tensor", tensor)):
+    if size < 1:
+      return f"mesh.{key}={size}: must be >= 1"
+  if data * fsdp * tensor != device_count:
+    return (f"mesh.data x mesh.fsdp x mesh.tensor = {data} x {fsdp} x {tensor} = {data * fsdp * tensor}, "
+            f"but there are {device_count} devices")
+  return None
+
+
 def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A (data, fsdp, tensor) mesh over `devices` (default: all), checking the sizes multiply up."""
   devices = list(jax.devices() if devices is None else devices)
-  shape = (data, fsdp, tensor)
-  if math.prod(shape) != len(devices):
-    raise ValueError(
-        f"mesh.data * mesh.fsdp * mesh.tensor = {data}*{fsdp}*{tensor} = {math.prod(shape)} "
-        f"but there are {len(devices)} devices"
-    )
-  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+  problem = mesh_shape_problem(data, fsdp, tensor, len(devices))
+  if problem:
+    raise ValueError(problem)
+  return jax.make_mesh((data, fsdp, tensor), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+
+
+def every_device_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading axis split over every device of the mesh, whatever the axes are called (data-parallel encoding)."""
+  return NamedSharding(mesh, PartitionSpec(mesh.axis_names))
 
 
 @contextlib.contextmanager

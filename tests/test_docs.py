@@ -1,14 +1,18 @@
 """docs/ stays true to the code: every `docs/PAGE.md#anchor` pointer names a real heading, and method.md's
-tables of query instructions and per-domain batches equal the code's (rejax/domains.py)."""
+tables of query instructions and per-domain batches equal the code's (rejax/domains.py), and its training
+recipe table equals rejax/train/recipe.py's values. The paper's numbers are stated in method.md once; the
+code is checked against that page, not against a copy of its own literals."""
 
 from __future__ import annotations
 
+import ast
 import pathlib
 import re
 
 import pytest
 
 from rejax.domains import INSTRUCTIONS, PAPER_DEVICES, PAPER_DOMAIN_SETTINGS
+from rejax.train.recipe import paper_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -68,6 +72,42 @@ def test_per_domain_table_is_the_code_s():
   assert [(row[0], (int(row[1]), int(row[2]))) for row in rows] == list(PAPER_DOMAIN_SETTINGS.items())
   for name, b, g, passages, per_device in rows:
     assert int(passages) == int(b) * int(g) and int(per_device) * PAPER_DEVICES == int(b), name
+
+
+def recipe_value(text: str):
+  """A cell of the recipe table as a value: `1e-4` -> 0.0001, `0 (off)` -> 0, `bfloat16` -> 'bfloat16'."""
+  text = re.sub(r"\s*\(.*\)$", "", text.strip())
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def test_training_recipe_table_is_the_code_s():
+  config = paper_config()
+  checked = []
+  for key_cell, value_cell, _ in table_rows("Training recipe"):
+    keys = re.findall(r"`([\w.*]+)`", key_cell)
+    section = keys[0].rpartition(".")[0]
+    keys = [k if "." in k or not section else f"{section}.{k}" for k in keys]  # `optim.b1`, `b2` -> optim.b2
+    if keys == ["model.lora.*"]:
+      rank, alpha, dropout, targets = re.fullmatch(r"rank (\d+), alpha (\d+), dropout ([\d.]+), (\d+) projections",
+                                                   value_cell).groups()
+      lora = config.model.lora
+      assert (lora.rank, lora.alpha, lora.dropout, len(lora.targets)) == (int(rank), float(alpha), float(dropout),
+                                                                            int(targets))
+    elif keys == ["data.domains"]:
+      assert dict(config.data.domains) == PAPER_DOMAIN_SETTINGS  # the per-domain table, checked above
+    else:
+      values = [recipe_value(v) for v in value_cell.split(", ")]
+      assert len(values) == len(keys), key_cell
+      for key, value in zip(keys, values):
+        got = config
+        for part in key.split("."):
+          got = got[part]
+        assert got == value, (key, got, value)
+    checked += keys
+  assert {"total_steps", "loss.temperature", "loss.ri_start_step", "loss.ri_clamp_max", "optim.lr"} <= set(checked)
 
 
 @pytest.mark.parametrize("heading, anchor", [

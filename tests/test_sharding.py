@@ -60,5 +60,5 @@ def test_sharded_load_and_forward_match_one_device(tiny_model_factory, mesh_shap
 
 
 def test_mesh_size_must_match_device_count():
-  with pytest.raises(ValueError, match=r"mesh.data \* mesh.fsdp \* mesh.tensor = 2\*2\*1 = 4 but there are 8"):
+  with pytest.raises(ValueError, match=r"mesh.data x mesh.fsdp x mesh.tensor = 2 x 2 x 1 = 4, but there are 8 devices"):
     make_mesh(2, 2, 1)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from rejax.data.packing import first_fit_decreasing, lay_out, max_segments
 from rejax.data.text import bucket_length, format_query, load_tokenizer, pad_batch, pad_id_of, tokenize
 from rejax.models.pooling import embed, embed_packed
+from rejax.sharding import every_device_sharding
 
 
 class Encoder:
@@ -37,7 +38,7 @@ class Encoder:
     self.batch_size = -(-batch_size // devices) * devices  # every device gets the same number of rows
     # Batches shard over every device of the mesh (parameters keep their own shardings). The embeddings come
     # back replicated, so every process of a multi-process mesh can read all of them.
-    self._batch_sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names)) if mesh is not None else None
+    self._batch_sharding = every_device_sharding(mesh) if mesh is not None else None
     replicated = NamedSharding(mesh, PartitionSpec()) if mesh is not None else None
     self._embed = jax.jit(self._forward, out_shardings=replicated)
     self._embed_packed = jax.jit(self._forward_packed, out_shardings=replicated)

@@ -133,21 +133,20 @@ def _unknown_key(config: ml_collections.ConfigDict, args: Sequence[str]) -> str 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Cross-field rules; raises ConfigError naming the keys involved."""
+  from rejax.sharding import mesh_shape_problem
+  from rejax.train.step import LossConfig
+
   mesh = config.mesh
-  for key in ("data", "fsdp", "tensor"):
-    if mesh[key] < 1:
-      raise ConfigError(f"mesh.{key}={mesh[key]}: must be >= 1")
-  size = mesh.data * mesh.fsdp * mesh.tensor
-  if size != device_count:
-    raise ConfigError(f"mesh.data x mesh.fsdp x mesh.tensor = {mesh.data} x {mesh.fsdp} x {mesh.tensor} = {size}, "
-                      f"but there are {device_count} devices")
+  problem = mesh_shape_problem(mesh.data, mesh.fsdp, mesh.tensor, device_count)
+  if problem:
+    raise ConfigError(problem)
   for key in ("total_steps", "ckpt_every", "log_every"):
     if config[key] < 1:
       raise ConfigError(f"{key}={config[key]}: must be >= 1")
-  if config.loss.kind not in ("infonce", "ri_infonce"):
-    raise ConfigError(f"loss.kind={config.loss.kind!r}: expected 'infonce' or 'ri_infonce'")
-  if config.loss.temperature <= 0:
-    raise ConfigError(f"loss.temperature={config.loss.temperature}: must be > 0")
+  try:  # the loss's own rules (kind, temperature), as the step will check them
+    LossConfig(kind=config.loss.kind, temperature=config.loss.temperature)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   batch_shards = mesh.data * mesh.fsdp
   for domain, setting in config.data.domains.items():
     if len(setting) != 2:

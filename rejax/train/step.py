@@ -33,7 +33,9 @@ class LossConfig:
 
   def __post_init__(self):
     if self.kind not in ("infonce", "ri_infonce"):
-      raise ValueError(f"loss.kind={self.kind!r}; expected 'infonce' or 'ri_infonce'")
+      raise ValueError(f"loss.kind={self.kind!r}: expected 'infonce' or 'ri_infonce'")
+    if not self.temperature > 0:
+      raise ValueError(f"loss.temperature={self.temperature}: must be > 0")
 
   def reasoning_pass(self, step):
     """Whether the step numbered `step` (an int, or the traced step count) encodes the reasoning queries."""
