@@ -13,7 +13,6 @@ the two embeddings of each doc as a check that both computed the same thing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -26,13 +25,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def cacm_docs(n: int) -> list[str]:
   """The first n CACM documents, `title\\ntext` as `rejax eval` feeds them."""
+  from rejax.data.text import format_document
+  from rejax.rows import jsonl_rows
+
   docs = []
-  with open(REPO / "tests" / "fixtures" / "cacm" / "corpus.jsonl", encoding="utf-8") as f:
-    for line in f:
-      row = json.loads(line)
-      docs.append(f"{row['title']}\n{row['text']}" if row.get("title") else row["text"])
-      if len(docs) == n:
-        break
+  for _, row in jsonl_rows(REPO / "tests" / "fixtures" / "cacm" / "corpus.jsonl"):
+    docs.append(format_document(row["text"], row.get("title")))
+    if len(docs) == n:
+      break
   return docs
 
 

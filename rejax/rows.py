@@ -7,6 +7,9 @@ A schema maps each field to what it must hold: a type, a tuple of types, or a `F
 `list_of(...)`); a plain sequence of names only requires the fields. Every problem raises InputError naming
 `file:line` and the field or id: a value of the wrong type (bools are not integers, NaN and 1e999 are not ids),
 a lone surrogate, a duplicate id, invalid JSON or UTF-8, an empty file, a directory, a damaged `.gz`.
+
+Callers with checks of their own read through the same layers: `jsonl_rows` (line number, object) of a JSONL file,
+`text_lines` the lines of any text file, `parse_json_line` one line.
 """
 
 from __future__ import annotations
@@ -212,21 +215,31 @@ def _rows(path: pathlib.Path) -> Iterable[tuple[int, dict]]:
   if path.name.endswith(".parquet"):
     return _parquet_rows(check_file(path))
   if path.name.endswith((".jsonl", ".jsonl.gz")):
-    return _jsonl_rows(path)
+    return jsonl_rows(path)
   raise InputError(f"{path}: unknown format; expected one of {', '.join(SUFFIXES)}")
 
 
-def _jsonl_rows(path: pathlib.Path) -> Iterator[tuple[int, dict]]:
+def jsonl_rows(path: str | pathlib.Path) -> Iterator[tuple[int, dict]]:
+  """(line number, object) of each line of a JSONL file, plain or gzipped (`.gz`), unchecked against any schema:
+  the reader under `read_rows`, for callers with their own checks. Problems raise InputError as `text_lines` and
+  `parse_json_line` say, naming file:line."""
+  path = pathlib.Path(path)
   for lineno, line in text_lines(path):
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise InputError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-    except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; nesting deeper than the stack
-      raise InputError(f"{path}:{lineno}: invalid JSON: {e}") from None
-    if not isinstance(row, dict):
-      raise InputError(f"{path}:{lineno}: expected a JSON object, got {_kind(row)}")
-    yield lineno, row
+    yield lineno, parse_json_line(line, f"{path}:{lineno}")
+
+
+def parse_json_line(line: str, where: str) -> dict:
+  """The JSON object of one JSONL line; invalid JSON (an integer of over 4300 digits and nesting deeper than the
+  stack included) or another kind of value raises InputError naming `where` (`file:line`)."""
+  try:
+    row = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise InputError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
+  except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; nesting deeper than the stack
+    raise InputError(f"{where}: invalid JSON: {e}") from None
+  if not isinstance(row, dict):
+    raise InputError(f"{where}: expected a JSON object, got {_kind(row)}")
+  return row
 
 
 def _parquet_rows(path: pathlib.Path) -> Iterator[tuple[int, dict]]:

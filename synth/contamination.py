@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from synth.corpus import read_jsonl_any
+from rejax.rows import jsonl_rows
 
 _WORD = re.compile(r"\w+")
 ROWS_PER_CHUNK = 2048  # synthetic queries scored at once: a [chunk, n_eval] dense block
@@ -70,10 +70,10 @@ def read_queries(patterns: Sequence[str]) -> list[str]:
     if not files:
       raise FileNotFoundError(f"{pattern}: no file matches")
     for path in files:
-      for where, record in read_jsonl_any(path):
+      for lineno, record in jsonl_rows(path):
         text = record.get("query", record.get("text"))
         if not isinstance(text, str):
-          raise ValueError(f"{where}: no `query` or `text` string")
+          raise ValueError(f"{path}:{lineno}: no `query` or `text` string")
         out.append(text)
   return out
 

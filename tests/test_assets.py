@@ -119,8 +119,35 @@ def test_smollm2_missing_dependencies_are_explained(tmp_path, monkeypatch):
 
 
 def test_unknown_name():
-  with pytest.raises(KeyError, match="qwen3-tokenizer"):
+  with pytest.raises(assets.AssetError, match=r"^unknown asset 'no-such-asset'; known: qwen3-tokenizer, "):
     assets.fetch("no-such-asset")
+  assert assets.asset_dir("Qwen/Qwen3-8B") is None and assets.asset_dir("runs/model") is None  # not assets
+
+
+def test_an_unknown_asset_is_one_line_from_rejax_and_synth(tmp_path, capsys, monkeypatch):
+  """`rejax encode --model asset:nope` and a synth backend with `model="asset:nope"` each fail with exit status 1
+  and one line naming the asset and the known ones (no traceback); a synth embedder resolves models the same way."""
+  from rejax.cli import main as rejax_main
+  from synth.backends import resolve_model
+  from synth.cli import main as synth_main
+  from tests.test_synth_bad_inputs import error_line, write_config
+
+  monkeypatch.delenv("REJAX_DEBUG", raising=False)
+  monkeypatch.delenv("SYNTH_DEBUG", raising=False)
+  known = f"asset:nope: unknown asset 'nope'; known: {', '.join(assets.ASSETS)}"
+  (tmp_path / "in.jsonl").write_text('{"text": "a"}\n')
+  with pytest.raises(SystemExit) as exited:  # sys.exit(message): the message on stderr, status 1
+    rejax_main(["encode", "--model", "asset:nope", "--input", str(tmp_path / "in.jsonl"),
+                "--output", str(tmp_path / "out.npy")])
+  assert exited.value.code == f"rejax encode: error: {known}"
+  assert not (tmp_path / "out.npy").exists()
+
+  config = write_config(tmp_path, extra='  c.backends.generator = dict(kind="transformers", model="asset:nope")')
+  assert synth_main(["generate", "--config", str(config), "--no-progress"]) == 1
+  assert error_line(capsys.readouterr().err, "generate") == f"synth generate: error: {known}"
+  with pytest.raises(assets.AssetError, match=f"^{known}$"):
+    resolve_model("asset:nope")
+  assert resolve_model("org/model") == "org/model"  # a hub id or path is the backend's to load
 
 
 def test_cli_prints_the_directory(qwen3_tokenizer_dir, capsys):

@@ -496,7 +496,7 @@ def _(t, e):
   return ["export", "--workdir", t / "w", "--output", t / "o"], 1, f"--workdir {t / 'w'}: is a file"
 
 
-@case(TRACEBACKS, "unknown asset")  # rejax.assets raises KeyError
+@case(TRACEBACKS, "unknown asset")  # rejax.assets raises AssetError
 def _(t, e):
   argv = with_model(encode_texts(t, e, [{"text": "a"}]), "asset:nope")
   return argv, 1, "asset:nope: unknown asset 'nope'; known: qwen3-tokenizer"

@@ -104,7 +104,8 @@ def test_errors_name_the_task_and_file(bright_dir, tmp_path):
                 tmp_path / "documents" / "leetcode-00000-of-00001.parquet")
   (tmp_path / "examples").mkdir()
   (tmp_path / "examples" / "leetcode.jsonl.gz").write_bytes((BRIGHT / "examples" / "leetcode.jsonl.gz").read_bytes())
-  with pytest.raises(ValueError, match=r"BRIGHT leetcode: \d+ gold_ids not in .*documents"):
+  judged = r"BRIGHT leetcode: \d+ judged doc ids of .*examples \(gold_ids\) are not in .*documents, e\.g\. \["
+  with pytest.raises(ValueError, match=judged):
     bright.load_bright_task(tmp_path, "leetcode")
   bad = tmp_path / "bad" / "examples"
   bad.mkdir(parents=True)

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from rejax.errors import InputError
+from rejax.rows import parse_json_line
+
 REQUIRED = ("prompt", "query", "pos", "neg")
 OPTIONAL_INTS = ("train_group_size", "batch_size")
 OPTIONAL_FLOATS = ("pos_scores", "neg_scores")
@@ -42,11 +45,9 @@ def domain_of(path: str) -> str:
 def parse_record(line: str, where: str) -> dict[str, Any]:
   """The validated record of one JSONL line; `where` (`file:line`) prefixes every error."""
   try:
-    record = json.loads(line)
-  except json.JSONDecodeError as e:
-    raise RecordError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
-  if not isinstance(record, dict):
-    raise RecordError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    record = parse_json_line(line, where)
+  except InputError as e:  # a RecordError, as every problem of a record: `rejax data convert --skip-invalid` skips it
+    raise RecordError(str(e)) from None
   missing = [k for k in REQUIRED if k not in record]
   if missing:
     raise RecordError(f"{where}: missing field(s) {', '.join(missing)}")

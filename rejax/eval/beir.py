@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import re
+from typing import Iterator
 
+from rejax.data.text import format_document
 from rejax.errors import InputError
 from rejax.rows import CORPUS_FIELDS, ID, read_rows, text_lines
 
@@ -27,11 +29,12 @@ class RetrievalDataset:
 
 
 def check_judged_docs(qrels: dict[str, dict[str, int]], corpus: dict[str, str], *, name: str,
-                      qrels_file: pathlib.Path) -> None:
-  """Raises InputError naming the dataset and qrels file when judgments point at documents the corpus lacks."""
+                      qrels_file: pathlib.Path | str, corpus_file: pathlib.Path | str = "the corpus") -> None:
+  """Raises InputError naming the dataset, where the judgments come from (`qrels_file`: a file, or a file and
+  field) and the corpus when judgments point at documents the corpus lacks."""
   unknown = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
   if unknown:
-    raise InputError(f"{name}: {len(unknown)} judged doc ids of {qrels_file} are not in the corpus, "
+    raise InputError(f"{name}: {len(unknown)} judged doc ids of {qrels_file} are not in {corpus_file}, "
                      f"e.g. {unknown[:3]}")
 
 
@@ -45,22 +48,33 @@ def check_judged_queries(qrels: dict[str, dict[str, int]], queries: dict[str, st
                      f"e.g. {unknown[:3]}")
 
 
-def read_qrels(path: pathlib.Path) -> dict[str, dict[str, int]]:
-  """{query id: {doc id: grade}} of `query-id corpus-id score` rows after a header line (tab or space separated);
-  a malformed or repeated judgment, a grade out of range, or a file without judgments raises InputError."""
+def qrels_lines(path: str | pathlib.Path, *, trec: bool = False) -> Iterator[tuple[int, str, str, int]]:
+  """(line number, query id, doc id, grade) of each `query-id corpus-id score` row of a qrels file (tab or space
+  separated, plain or `.gz`) after an optional header line; trec=True also takes TREC's `query-id Q0 corpus-id
+  score` rows. A malformed row or a grade out of range raises InputError naming file:line."""
   path = pathlib.Path(path)
-  qrels: dict[str, dict[str, int]] = {}
-  first_at: dict[tuple[str, str], int] = {}
+  expected = "'query-id corpus-id score'" + (" or 'query-id Q0 corpus-id score'" if trec else "")
   for lineno, line in text_lines(path):
     fields = line.split()
     if lineno == 1 and not _INTEGER.fullmatch(fields[-1]):
       continue  # the header
-    if len(fields) != 3 or not _INTEGER.fullmatch(fields[2]):
-      raise InputError(f"{path}:{lineno}: expected 'query-id corpus-id score', got {line.strip()[:80]!r}")
-    qid, docid, grade = fields[0], fields[1], int(fields[2])
-    if abs(grade) > MAX_GRADE:
+    if len(fields) not in ((3, 4) if trec else (3,)) or not _INTEGER.fullmatch(fields[-1]):
+      raise InputError(f"{path}:{lineno}: expected {expected}, got {line.strip()[:80]!r}")
+    qid, docid, score = fields[0], fields[-2], fields[-1]
+    digits = score.lstrip("-").lstrip("0")
+    if len(digits) > len(str(MAX_GRADE)) or int(digits or 0) > MAX_GRADE:  # int() refuses over 4300 digits
       raise InputError(f"{path}:{lineno}: the score of query {qid!r}, doc {docid!r} is out of range "
-                       f"({len(fields[2])} digits; a grade is below 2**31 in magnitude)")
+                       f"({len(score)} digits; a grade is below 2**31 in magnitude)")
+    yield lineno, qid, docid, int(score)
+
+
+def read_qrels(path: pathlib.Path) -> dict[str, dict[str, int]]:
+  """{query id: {doc id: grade}} of `query-id corpus-id score` rows after a header line (`qrels_lines`); a
+  malformed or repeated judgment, a grade out of range, or a file without judgments raises InputError."""
+  path = pathlib.Path(path)
+  qrels: dict[str, dict[str, int]] = {}
+  first_at: dict[tuple[str, str], int] = {}
+  for lineno, qid, docid, grade in qrels_lines(path):
     if (qid, docid) in first_at:
       raise InputError(f"{path}:{lineno}: duplicate judgment of query {qid!r}, doc {docid!r} "
                        f"(first at line {first_at[qid, docid]})")
@@ -89,8 +103,7 @@ def load_beir(directory: str | pathlib.Path, split: str = "test") -> RetrievalDa
                             f"qrels/{split}.tsv")
   corpus = {}
   for doc in read_rows(root / "corpus.jsonl", CORPUS_FIELDS, unique="_id", allow_empty=False):
-    title = doc.get("title") or ""
-    corpus[str(doc["_id"])] = f"{title}\n{doc['text']}" if title else doc["text"]
+    corpus[str(doc["_id"])] = format_document(doc["text"], doc.get("title"))
   qrels_file = root / "qrels" / f"{split}.tsv"
   qrels = read_qrels(qrels_file)
   queries = {str(q["_id"]): q["text"]

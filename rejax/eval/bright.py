@@ -14,7 +14,7 @@ import pathlib
 
 from rejax.domains import INSTRUCTIONS
 from rejax.errors import InputError
-from rejax.eval.beir import RetrievalDataset
+from rejax.eval.beir import RetrievalDataset, check_judged_docs
 from rejax.eval.hub_data import dataset_snapshot, is_hub_id
 from rejax.rows import ID, list_of, read_split
 
@@ -79,8 +79,7 @@ def load_bright_task(root: str | pathlib.Path, task: str, *, long_documents: boo
   config = "long_documents" if long_documents else "documents"
   corpus = {str(row["id"]): row["content"]
             for row in read_split(root, config, task, DOCUMENT_FIELDS, unique="id", allow_empty=False)}
-  missing = sorted({d for judged in qrels.values() for d in judged} - corpus.keys())
-  if missing:
-    raise InputError(f"BRIGHT {task}: {len(missing)} {gold_field} not in {root / config}, e.g. {missing[:3]}")
+  check_judged_docs(qrels, corpus, name=f"BRIGHT {task}", qrels_file=f"{root / 'examples'} ({gold_field})",
+                    corpus_file=root / config)
   return RetrievalDataset(task, corpus, queries, qrels, {q: e for q, e in excluded.items() if e},
                           instruction if instruction is not None else INSTRUCTIONS[task])

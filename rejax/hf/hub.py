@@ -1,38 +1,53 @@
-"""Resolve a model argument: a local Hugging Face directory, or a hub id fetched with snapshot_download."""
+"""The Hugging Face hub, once for models and datasets: which arguments are hub ids (`is_hub_id`), fetching a repo's
+files with snapshot_download (`snapshot`, a one-line RuntimeError naming the repo when it cannot), and model
+arguments (`resolve_model_dir`: a local directory, `asset:NAME`, or a hub id). `rejax.eval.hub_data` builds
+on this for the benchmark datasets."""
 
 from __future__ import annotations
 
 import pathlib
 
-from rejax.errors import InputError
+from rejax.assets import asset_dir
 
 # What an embedding model needs from a hub repo: config, weights, tokenizer. Not *.bin, not GGUF.
 _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "1_Pooling/*", "2_Normalize/*"]
 
 
+def is_hub_id(source: str | pathlib.Path) -> bool:
+  """True when `source` is not a local path but reads as a hub id `org/name`."""
+  path = pathlib.Path(source).expanduser()
+  name = str(source)
+  return not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~"))
+
+
+def snapshot(repo_id: str, patterns: list[str], *, what: str, advice: str,
+             repo_type: str | None = None) -> pathlib.Path:
+  """A local directory holding the files of hub repo `repo_id` that match `patterns` (snapshot_download).
+
+  Raises RuntimeError `could not fetch WHAT from the Hugging Face hub (ERROR). Offline? ADVICE` when they cannot be
+  fetched (offline, HF_HUB_OFFLINE=1 and not cached, no access); `what` names the repo.
+  """
+  from huggingface_hub import snapshot_download  # only when a hub id is really asked for
+
+  try:
+    return pathlib.Path(snapshot_download(repo_id, repo_type=repo_type, allow_patterns=patterns))
+  except Exception as e:
+    raise RuntimeError(
+        f"could not fetch {what} from the Hugging Face hub ({type(e).__name__}: {e}). Offline? {advice}") from e
+
+
 def resolve_model_dir(model: str | pathlib.Path) -> pathlib.Path:
   """A local directory holding the model: `model` itself if it is one, `asset:NAME` from rejax.assets
   (the offline tokenizers and SmolLM2), else its hub snapshot."""
-  if str(model).startswith("asset:"):
-    from rejax import assets
-
-    name = str(model).removeprefix("asset:")
-    if name not in assets.ASSETS:
-      raise InputError(f"{model}: unknown asset {name!r}; known: {', '.join(assets.ASSETS)}")
-    return assets.fetch(name)
+  asset = asset_dir(model)
+  if asset is not None:
+    return asset
   path = pathlib.Path(model).expanduser()
   if path.is_dir():
     return path
   name = str(model)
-  if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+  if not is_hub_id(name):
     raise FileNotFoundError(f"{name}: not a model directory (and not a hub id of the form 'org/name')")
-  from huggingface_hub import snapshot_download  # only when a hub id is really asked for
-
-  try:
-    return pathlib.Path(snapshot_download(name, allow_patterns=_PATTERNS))
-  except Exception as e:
-    raise RuntimeError(
-        f"could not fetch {name!r} from the Hugging Face hub ({type(e).__name__}: {e}). "
-        "Offline? Pass a local model directory instead, or download it on a connected machine "
-        f"(`huggingface-cli download {name}`) and point HF_HOME at that cache."
-    ) from e
+  return snapshot(name, _PATTERNS, what=repr(name), advice=(
+      "Pass a local model directory instead, or download it on a connected machine "
+      f"(`huggingface-cli download {name}`) and point HF_HOME at that cache."))

@@ -28,6 +28,7 @@ import ml_collections
 from rejax.data.convert import MANIFEST, read_manifest
 from rejax.data.sampling import domain_batches
 from rejax.errors import InputError
+from rejax.hf.hub import is_hub_id, resolve_model_dir, snapshot
 from rejax.models import config_from_hf_dict
 from rejax.models.config import shipped_hf_config
 from rejax.sharding import make_mesh, use_mesh
@@ -71,22 +72,18 @@ def architecture(config: ml_collections.ConfigDict) -> dict:
   shipped = shipped_hf_config(path)
   if shipped is not None:
     return shipped
-  if path.startswith("asset:") or pathlib.Path(path).expanduser().is_dir():
-    from rejax.hf.hub import resolve_model_dir
-
-    file = resolve_model_dir(path) / "config.json"
-    if not file.is_file():
-      raise InputError(f"model.path={path}: no config.json in {file.parent}")
-    return json.loads(file.read_text())
-  if path.count("/") != 1:
-    raise InputError(f"model.path={path}: not a model directory (and not a hub id of the form 'org/name')")
-  from huggingface_hub import hf_hub_download
-
-  try:
-    return json.loads(pathlib.Path(hf_hub_download(path, "config.json")).read_text())
-  except Exception as e:
-    raise InputError(f"model.path={path}: could not fetch its config.json from the hub ({type(e).__name__}); "
-                     "offline, pass a directory holding the model's config.json") from None
+  if is_hub_id(path):  # config.json alone: no weights are fetched for a plan
+    directory = snapshot(path, ["config.json"], what=f"model.path={path}'s config.json",
+                         advice="Pass a directory holding the model's config.json.")
+  else:
+    try:
+      directory = resolve_model_dir(path)  # a directory or asset:NAME
+    except FileNotFoundError as e:  # "PATH: not a model directory (and not a hub id ...)"
+      raise InputError(f"model.path={e}") from None
+  file = directory / "config.json"
+  if not file.is_file():
+    raise InputError(f"model.path={path}: no config.json in {directory}")
+  return json.loads(file.read_text())
 
 
 def planned_domains(config: ml_collections.ConfigDict) -> tuple[dict[str, tuple[int, int]], dict[str, int] | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from rejax.assets import asset_dir
 from synth.backends.base import Backend, BackendError, Messages, Sampling, continues
 
 KINDS = ("transformers", "vllm", "openai")
@@ -11,11 +12,8 @@ KINDS = ("transformers", "vllm", "openai")
 
 def resolve_model(model: str) -> str:
   """A model path: `asset:NAME` is fetched with rejax.assets (e.g. `asset:smollm2`), anything else is as given."""
-  if model.startswith("asset:"):
-    from rejax import assets
-
-    return str(assets.fetch(model.removeprefix("asset:")))
-  return model
+  directory = asset_dir(model)
+  return model if directory is None else str(directory)
 
 
 def backend_class(kind: str, where: str) -> type:

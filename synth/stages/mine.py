@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from rejax.eval.cache import save_npy_atomic
+from rejax.eval.cache import cached
 from rejax.eval.search import build_index, search
 from synth.context import Context
 from synth.summary import StageSummary, split_rows
@@ -43,20 +43,19 @@ def choose_candidates(ranked: Sequence[str], query: str, source_id: str, corpus:
 
 
 def corpus_embeddings(ctx: Context, domain: str, doc_ids: list[str], texts: list[str]) -> np.ndarray:
-  """[N, D] embeddings of the corpus, cached in `mine/DOMAIN.corpus-KEY.npy` (KEY: embedder and texts)."""
+  """[N, D] embeddings of the corpus, cached (rejax.eval.cache.cached) in `mine/DOMAIN.corpus-KEY.npy` (KEY: the
+  embedder's name and the ids and texts; not rejax's cache_key, which fingerprints a local model directory)."""
   embedder = ctx.embedder()
   digest = hashlib.sha256(embedder.name.encode())
   for doc_id, text in zip(doc_ids, texts):
     digest.update(hashlib.sha256(f"{doc_id}\x1f{text}".encode()).digest())
   path = ctx.path(NAME, domain, f".corpus-{digest.hexdigest()[:16]}.npy")
-  if path.exists():
-    return np.load(path)
-  chunks = []
-  for start in tqdm(range(0, len(texts), EMBED_CHUNK), desc=f"embed corpus {domain}", disable=not ctx.progress):
-    chunks.append(embedder.embed(texts[start : start + EMBED_CHUNK]))
-  emb = np.concatenate(chunks).astype(np.float32)
-  save_npy_atomic(path, emb)
-  return emb
+
+  def embed() -> np.ndarray:
+    steps = tqdm(range(0, len(texts), EMBED_CHUNK), desc=f"embed corpus {domain}", disable=not ctx.progress)
+    return np.concatenate([embedder.embed(texts[start : start + EMBED_CHUNK]) for start in steps]).astype(np.float32)
+
+  return cached(path.parent, path.stem, embed, what=f"[synth] {NAME} {domain}")
 
 
 def run(ctx: Context, domain: str) -> StageSummary | None:
