@@ -161,7 +161,9 @@ def _memory_arg(text: str) -> int:
 
 
 def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--max-length", type=bounded_int(2), default=512,
+  from rejax.data.text import MIN_LENGTH
+
+  parser.add_argument("--max-length", type=bounded_int(MIN_LENGTH), default=512,
                       help="tokens per text, EOS included (>= 2: one token and EOS)")
   parser.add_argument("--batch-size", type=positive_int, default=32)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],

@@ -14,6 +14,8 @@ import numpy as np
 
 from rejax.errors import InputError
 
+MIN_LENGTH = 2  # the shortest sequence an embedding is read from: one token and the EOS whose state is the embedding
+
 
 def format_query(text: str, instruction: str | None) -> str:
   """`Instruct: {instruction}\\nQuery: {text}`, or the text alone when there is no instruction."""
@@ -82,8 +84,8 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
   EOS is appended unless the tokenizer already put it last; over-long texts are truncated so that the
   final EOS survives (its hidden state is the embedding).
   """
-  if max_length < 2:
-    raise ValueError(f"max_length must be >= 2 (one token and EOS), got {max_length}")
+  if max_length < MIN_LENGTH:
+    raise ValueError(f"max_length must be >= {MIN_LENGTH} (one token and EOS), got {max_length}")
   eos = tokenizer.eos_token_id
   encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
   out = []

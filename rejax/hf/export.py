@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from rejax.data.text import MIN_LENGTH
 from rejax.domains import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training and BRIGHT use
 from rejax.errors import ExportError
 from rejax.hf.hub import resolve_model_dir
@@ -125,8 +126,8 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   if dtype is None:
     dtype = (base or {}).get("dtype") or (base or {}).get("torch_dtype") or model.cfg.param_dtype
   dtype = _dtype_name(dtype)
-  if max_seq_length < 2:
-    raise ValueError(f"max_seq_length must be >= 2 (one token and EOS), got {max_seq_length}")
+  if max_seq_length < MIN_LENGTH:
+    raise ValueError(f"max_seq_length must be >= {MIN_LENGTH} (one token and EOS), got {max_seq_length}")
   prompts = query_prompts(BRIGHT_INSTRUCTIONS if instructions is None else instructions)
 
   merged = merge_lora(model)

@@ -21,6 +21,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from rejax.data.text import MIN_LENGTH
 from rejax.errors import one_line
 
 REQUIRED_KEYS = ("total_steps", "ckpt_every", "seed", "model", "data", "loss", "optim", "mesh",
@@ -162,8 +163,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
       raise ConfigError(f"optim.grad_cache_chunk={chunk} must divide data.domains.{domain}'s {batch} queries "
                         f"and {batch * group} passages")
   for key in ("max_query_length", "max_passage_length"):
-    if not 2 <= config.data[key]:
-      raise ConfigError(f"data.{key}={config.data[key]}: must be >= 2 (a token and EOS)")
+    if config.data[key] < MIN_LENGTH:
+      raise ConfigError(f"data.{key}={config.data[key]}: must be >= {MIN_LENGTH} (a token and EOS)")
   if not config.model.path and not config.model.hf_config:
     raise ConfigError("model.path is empty and model.hf_config is empty: give a model directory / hub id, "
                       "or an architecture to initialise randomly")
@@ -179,7 +180,7 @@ def validate_eval(config: ml_collections.ConfigDict) -> None:
   from rejax.eval.metrics import query_metrics
 
   ev = config.eval
-  for key, minimum in (("every", 0), ("max_length", 2), ("batch_size", 1)):
+  for key, minimum in (("every", 0), ("max_length", MIN_LENGTH), ("batch_size", 1)):
     if ev[key] < minimum:
       raise ConfigError(f"eval.{key}={ev[key]}: must be >= {minimum}")
   known = tuple(query_metrics([], {}))  # the names rejax.eval.metrics.evaluate averages
