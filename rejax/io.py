@@ -16,12 +16,15 @@ or of another host, are left alone (they are hidden and never read).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pathlib
 import re
 import shutil
 import socket
 from typing import BinaryIO, Callable, Iterable
+
+import numpy as np
 
 HOST = socket.gethostname()
 
@@ -224,18 +227,12 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, what: str = "file",
 def write_npy_atomic(path: str | os.PathLike, array, *, what: str = "array",
                      legacy: Iterable[str] = ()) -> pathlib.Path:
   """Writes `array` as .npy (no pickles) to `path` whole or not at all (see write_file_atomic)."""
-  import numpy as np
-
   return write_file_atomic(path, lambda f: np.save(f, array, allow_pickle=False), what=what,
                            size=npy_size(array), legacy=legacy)
 
 
 def npy_size(array) -> int:
   """The bytes of `array` as a .npy file: its data and the format's header."""
-  import io
-
-  import numpy as np
-
   header = io.BytesIO()
   np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
   return header.tell() + array.nbytes

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import jax
 from flax import nnx
+from flax.core import spmd
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -68,7 +69,6 @@ def use_mesh(mesh: Mesh, rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> It
 
 
 def _bound_rules() -> tuple[tuple[str, Any], ...]:
-  from flax.core import spmd  # the context flax itself reads when it creates sharded variables
   return tuple(spmd.get_logical_axis_rules())
 
 

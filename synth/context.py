@@ -11,6 +11,7 @@ from typing import Sequence
 import ml_collections
 
 from synth.backends import Backend, BackendError, Messages, Sampling, make_backend
+from synth.corpus import read_corpus, read_gold_ids
 from synth.domains import DomainSpec, domain_spec
 from synth.embedders import Embedder, make_embedder
 from synth.sources import select_sources
@@ -69,16 +70,12 @@ class Context:
   @functools.lru_cache(maxsize=None)
   def corpus(self, domain: str) -> dict[str, str]:
     """{doc id: text} of the domain's corpus."""
-    from synth.corpus import read_corpus
-
     block = self.config.domains[domain]
     return read_corpus(block.corpus, block.get("max_documents", 0))
 
   @functools.lru_cache(maxsize=None)
   def gold(self, domain: str) -> frozenset[str]:
     """The test-set gold doc ids of `domains.D.gold` (files of qrels or BRIGHT examples)."""
-    from synth.corpus import read_gold_ids
-
     return frozenset().union(*(read_gold_ids(p) for p in self.config.domains[domain].get("gold", ())))
 
   @functools.lru_cache(maxsize=None)

@@ -14,6 +14,7 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from rejax.data.text import format_query
+from synth.backends import resolve_model
 
 
 class Embedder(Protocol):
@@ -83,8 +84,6 @@ EMBEDDERS = {"rejax": RejaxEmbedder, "sentence-transformers": SentenceTransforme
 def make_embedder(config: Mapping, where: str = "embedder") -> Embedder:
   """The embedder a config block describes: `kind` ("rejax", "sentence-transformers" or "hashing"), `model`,
   settings."""
-  from synth.backends import resolve_model
-
   config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   kind = config.pop("kind", None)
   if kind not in EMBEDDERS:

@@ -20,9 +20,11 @@ from typing import Mapping
 
 import grain
 import numpy as np
+from absl import flags
 
 from rejax.data import sampling, text
 from rejax.data.convert import read_manifest
+from rejax.data.records import from_example
 from rejax.domains import PAPER_DOMAIN_SETTINGS  # per domain (global batch, G)
 
 
@@ -97,8 +99,6 @@ class BuildBatch(grain.transforms.Map):
     return {k: v for k, v in self.__dict__.items() if k not in ("_sources", "_per_thread")}
 
   def map(self, step: int) -> dict[str, np.ndarray]:
-    from rejax.data.records import from_example
-
     cfg = self.config
     epoch, d, indices = self.plan.batch(int(step))
     spec = self.plan.domains[d]
@@ -137,8 +137,6 @@ def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int =
   options = grain.ReadOptions(num_threads=1 if num_workers else 2, prefetch_buffer_size=prefetch)
   iterable = dataset.to_iter_dataset(options)
   if num_workers:
-    from absl import flags
-
     if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; a plain program never parses them
       flags.FLAGS.mark_as_parsed()
     iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,

@@ -17,7 +17,14 @@ import pathlib
 import sys
 from typing import Callable
 
+from rejax.eval import bright, r2med
+from rejax.eval.beir import load_beir
+from rejax.eval.benchmark import run_benchmark
+from rejax.eval.metrics import write_trec_run
+from rejax.eval.report import write_report
+from rejax.eval.retrieve import run_model
 from rejax.io import write_text_atomic
+from rejax.rows import check_output_file
 
 # Max tokens per text when --max-length is not given (docs/method.md#protocol; BEIR datasets: the encode default).
 PROTOCOL_MAX_LENGTH = {"bright": 8192, "r2med": 512, "dataset": 512}
@@ -48,9 +55,6 @@ def model_name(model: str) -> str:
 
 def run_eval(args: argparse.Namespace, make_encoder: Callable[[argparse.Namespace], object]) -> None:
   """Run the evaluation the arguments describe and write its outputs."""
-  from rejax.eval.report import write_report
-  from rejax.rows import check_output_file
-
   mode = eval_mode(args)
   check_output_file(args.output, "--output")
   check_output_file(args.run_out, "--run-out")
@@ -61,8 +65,6 @@ def run_eval(args: argparse.Namespace, make_encoder: Callable[[argparse.Namespac
   if args.max_length is None:
     args.max_length = PROTOCOL_MAX_LENGTH[mode]
   if mode == "dataset":
-    from rejax.eval.beir import load_beir
-
     dataset = load_beir(args.dataset, split=args.split)  # before the model: bad data fails in a second
     _eval_dataset(args, dataset, None if args.model == "bm25" else make_encoder(args))
     return
@@ -77,9 +79,6 @@ def run_eval(args: argparse.Namespace, make_encoder: Callable[[argparse.Namespac
 
 
 def _eval_dataset(args: argparse.Namespace, dataset, encoder) -> None:
-  from rejax.eval.metrics import write_trec_run
-  from rejax.eval.retrieve import run_model
-
   dataset.instruction = args.instruction
   run, results = run_model(dataset, args.model, encoder, k=args.top_k, index_kind=args.index,
                            cache_dir=args.cache_dir)
@@ -90,9 +89,6 @@ def _eval_dataset(args: argparse.Namespace, dataset, encoder) -> None:
 
 
 def _eval_benchmark(mode: str, args: argparse.Namespace, encoder) -> None:
-  from rejax.eval import bright, r2med
-  from rejax.eval.benchmark import run_benchmark
-
   requested = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
   if mode == "bright":
     tasks = bright.check_tasks(requested)

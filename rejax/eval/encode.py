@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from rejax.data.packing import first_fit_decreasing, lay_out, max_segments
 from rejax.data.text import bucket_length, format_query, load_tokenizer, pad_batch, pad_id_of, tokenize
+from rejax.hf.hub import resolve_model_dir
+from rejax.hf.load import load_decoder
 from rejax.models.pooling import embed, embed_packed
 from rejax.sharding import every_device_sharding
 
@@ -48,9 +50,6 @@ class Encoder:
   def from_pretrained(cls, model_dir: str | pathlib.Path, *, dtype: str = "float32", mesh: Mesh | None = None,
                       **kwargs) -> Encoder:
     """An Encoder for a local HF model directory or hub id; `dtype` sets both parameter and compute dtype."""
-    from rejax.hf.hub import resolve_model_dir
-    from rejax.hf.load import load_decoder
-
     model_dir = resolve_model_dir(model_dir)
     tokenizer = load_tokenizer(model_dir)  # first: a broken tokenizer fails before the weights are read
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)

@@ -32,6 +32,7 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from rejax.io import STORAGE_ERRNOS, storage_errno, write_error
 from rejax.train.step import TrainState
@@ -132,8 +133,6 @@ class Checkpointer:
       aside.mkdir(exist_ok=True)
       (self.directory / str(step)).rename(aside / str(step))
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-
       multihost_utils.sync_global_devices(f"rejax:set_aside:{step}")
     self.manager.reload()
     warn(f"checkpoint {self.directory / str(step)} could not be restored ({type(error).__name__}: "
@@ -183,8 +182,6 @@ class Checkpointer:
         warn(f"removed the unfinished checkpoint save(s) {', '.join(p.name for p in unfinished)} in "
              f"{self.directory} (left by a run that stopped while saving)")
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-
       multihost_utils.sync_global_devices("rejax:remove_unfinished")
     return unfinished
 

@@ -14,10 +14,11 @@ from typing import Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from rejax.data.packing import pack
-from rejax.sharding import batch_shards, batch_sharding
+from rejax.sharding import batch_sharding, batch_shards
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
@@ -65,8 +66,6 @@ def agreed_lengths(batch: Mapping[str, np.ndarray]) -> dict[str, int]:
   names = sorted(k for k in batch if k.endswith("_ids"))
   local = np.array([batch[k].shape[1] for k in names], np.int32)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
     local = np.asarray(multihost_utils.process_allgather(local)).reshape(-1, len(names)).max(axis=0)
   return dict(zip(names, map(int, local)))
 
@@ -102,8 +101,6 @@ def _packed_local(ids: np.ndarray, mask: np.ndarray, pad_id: int, global_multipl
   packed = pack(ids, mask, pad_id, row_multiple=global_multiple // blocks)
   rows = packed.rows
   if jax.process_count() > 1:  # one row length (the longest any process chose), then one rows count
-    from jax.experimental import multihost_utils
-
     length = int(np.max(multihost_utils.process_allgather(np.int32(packed.ids.shape[1]))))
     if length != packed.ids.shape[1]:
       packed = pack(ids, mask, pad_id, row_multiple=global_multiple // blocks, length=length)

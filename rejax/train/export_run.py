@@ -20,6 +20,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from rejax.data.records import from_example
 from rejax.errors import ExportError, InputError
 from rejax.hf.export import check_export_dir, export_model
 from rejax.sharding import make_mesh, use_mesh
@@ -27,7 +28,6 @@ from rejax.train.checkpoint import Checkpointer
 from rejax.train.lock import LOCK_FILE
 from rejax.train.program import COMPILED_STEPS, trained_variables
 from rejax.train.workdir import base_model_dir, build_model, dataset_dir
-
 
 # What `rejax train` keeps in its workdir besides the export: an export must never replace one of them.
 RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "base_model", "data", COMPILED_STEPS,
@@ -92,8 +92,6 @@ def looks_like_export(directory: pathlib.Path) -> bool:
 def training_instructions(data_dir: pathlib.Path) -> dict[str, str]:
   """domain -> the instruction (`prompt`) of its first training record."""
   import tensorflow_datasets as tfds
-
-  from rejax.data.records import from_example
 
   sources = tfds.builder_from_directory(str(data_dir)).as_data_source()
   return {domain: from_example(source[0])["prompt"] for domain, source in sorted(sources.items()) if len(source)}

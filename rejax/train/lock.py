@@ -39,6 +39,10 @@ import sys
 import time
 from typing import Callable
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
 from rejax.io import HOST, process_alive, write_error
 
 LOCK_FILE = "run.lock"
@@ -167,8 +171,6 @@ def lock_workdir(workdir: str | pathlib.Path, warn: Callable[[str], None] = prin
   """Takes the run's lock of `workdir` (process 0; see the module docstring for multi-host runs) until the
   enclosing `releases_workdir_lock` function returns (or the process exits, outside one). Raises
   WorkdirInUseError on every process when another run holds it."""
-  import jax
-
   lock, refusal = None, None
   if jax.process_index() == 0:
     try:
@@ -176,9 +178,6 @@ def lock_workdir(workdir: str | pathlib.Path, warn: Callable[[str], None] = prin
     except Exception as e:  # noqa: BLE001 - every process must hear of it before process 0 raises
       refusal = e
   if jax.process_count() > 1:
-    import numpy as np
-    from jax.experimental import multihost_utils
-
     refused = int(multihost_utils.broadcast_one_to_all(np.int32(refusal is not None)))
     if refused and refusal is None:
       raise WorkdirInUseError(f"--workdir {workdir}: process 0 of this run could not lock it (see its error)")

@@ -10,6 +10,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax.experimental import multihost_utils
 
 from rejax.data.convert import MANIFEST, convert
 from rejax.hf.hub import resolve_model_dir
@@ -86,6 +87,4 @@ def build_model(config: ml_collections.ConfigDict, base_dir: pathlib.Path, mesh)
 def barrier(name: str) -> None:
   """Every process waits here until all arrive (a no-op for one process)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
     multihost_utils.sync_global_devices(f"rejax:{name}")

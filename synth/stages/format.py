@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import pathlib
 
+from rejax.data.convert import convert, read_manifest
 from synth.config import stage_enabled
 from synth.context import Context
 from synth.report import say
@@ -70,8 +71,6 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
 
 def finish(ctx: Context) -> pathlib.Path | None:
   """Converts every domain's JSONL into `WORKDIR/arrayrecord/` (once); returns it, None if nothing to write."""
-  from rejax.data.convert import convert, read_manifest
-
   output = ctx.workdir / ARRAYRECORD
   counts = {d: StageSummary.load(ctx.path(NAME, d, ".summary.json")).n_out for d in ctx.domains}
   wanted = {d: n for d, n in counts.items() if n}
