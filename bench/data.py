@@ -79,7 +79,7 @@ def main() -> None:
   run_config = load_config_file(str(ROOT / "configs" / "tiny.py"))
   with tempfile.TemporaryDirectory() as tmp:
     data_dir = pathlib.Path(tmp) / "data"
-    convert([str(ROOT / "tests" / "fixtures" / "reason_embed" / "*.jsonl")], data_dir)
+    convert([str(ROOT / "sample_data" / "reason_embed" / "*.jsonl")], data_dir)
     data_config = PipelineConfig(
         data_dir=str(data_dir), tokenizer_dir=str(resolve_model_dir(run_config.model.tokenizer)),
         domain_settings=dict(run_config.data.domains), max_query_length=run_config.data.max_query_length,

@@ -4,7 +4,7 @@
         [--dtype float32] [--repeats 5] [--json OUT.json]
 
 Two cases: full, one random batch of `--batch` x `--length` tokens (no padding anywhere); real, every passage of
-the repository's training data (tests/fixtures/reason_embed), tokenised up to `--max-length`: rejax's Encoder
+the repository's training data (sample_data/reason_embed), tokenised up to `--max-length`: rejax's Encoder
 (longest first, packed rows, the default) against the reference encoding as FlagEmbedding does (longest first,
 each batch padded to its longest text). Prints real tokens/s of both, their ratio, the padding fractions and each
 one's fraction of this machine's matmul peak, measured in the same run as a large fp32 (or bf16) matmul in JAX.

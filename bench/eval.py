@@ -2,7 +2,7 @@
 
     python -m bench.eval [--docs 256] [--max-length 256] [--batch-size 32] [--dtype float32] [--repeats 1]
 
-Both encode the first N documents of the CACM fixture (tests/fixtures/cacm) with SmolLM2-135M-Instruct
+Both encode the first N documents of the CACM sample collection (sample_data/cacm) with SmolLM2-135M-Instruct
 (rejax.assets, no hub) into L2-normalised last-token embeddings. The SentenceTransformer is built in code
 over the same HF directory: Transformer (max_seq_length as ours) + Pooling("lasttoken") + Normalize, and is
 fed each text with the tokenizer's EOS appended, as rejax tokenises it. Prints docs/s of both (the median of
@@ -29,7 +29,7 @@ def cacm_docs(n: int) -> list[str]:
   from rejax.rows import jsonl_rows
 
   docs = []
-  for _, row in jsonl_rows(REPO / "tests" / "fixtures" / "cacm" / "corpus.jsonl"):
+  for _, row in jsonl_rows(REPO / "sample_data" / "cacm" / "corpus.jsonl"):
     docs.append(format_document(row["text"], row.get("title")))
     if len(docs) == n:
       break

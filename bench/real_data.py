@@ -1,5 +1,5 @@
 """Real variable-length inputs for the benchmarks, from the repository's training data (the ReasonEmbed-format
-fixture in tests/fixtures/reason_embed): train-step batches as `rejax train`'s pipeline builds them, and the
+fixture in sample_data/reason_embed): train-step batches as `rejax train`'s pipeline builds them, and the
 texts of its passages for encoding; plus the padding the PyTorch reference applies (FlagEmbedding's collator:
 every input padded to its longest sequence, in multiples of 8)."""
 
@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "reason_embed"
+FIXTURE = ROOT / "sample_data" / "reason_embed"
 INPUTS = ("query", "passage", "reason")
 
 

@@ -7,7 +7,7 @@
    and passages with gradient, reasoning queries without; AdamW) in rejax and in PyTorch (transformers model, the
    same loss written in torch, torch.optim.AdamW) on the same batches, two cases:
    - full: one random batch, every sequence `--length` tokens (no padding anywhere);
-   - real: `--real-batches` batches of the repository's training data (tests/fixtures/reason_embed) as
+   - real: `--real-batches` batches of the repository's training data (sample_data/reason_embed) as
      `rejax train`'s pipeline builds them; rejax packs them (data.pack, the default), PyTorch pads every input
      to its longest sequence in multiples of 8 as FlagEmbedding's collator does.
    Prints real tokens/s of both, the ratio, each one's padding fraction and each one's fraction of the machine's

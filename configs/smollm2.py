@@ -1,9 +1,9 @@
 """SmolLM2-135M-Instruct made a retriever on 2 CPU cores: LoRA, InfoNCE, CACM titles -> their abstracts.
 
 COMMAND (what `make demo` runs, from the repository root):
-  rejax data pairs --corpus tests/fixtures/cacm/corpus.jsonl --output runs/demo/pairs
+  rejax data pairs --corpus sample_data/cacm/corpus.jsonl --output runs/demo/pairs
   rejax train --config configs/smollm2.py --workdir runs/demo
-  rejax eval --model runs/demo/export --dataset tests/fixtures/cacm --output runs/demo/cacm/trained.json \
+  rejax eval --model runs/demo/export --dataset sample_data/cacm --output runs/demo/cacm/trained.json \
       --max-length 128 --instruction "Given a search query, retrieve relevant documents that answer it."
   (`--config configs/smollm2.py:DIR` reads the pairs from DIR instead of runs/demo/pairs)
 

@@ -1,5 +1,5 @@
-"""The embedded default: a tiny random Qwen3-architecture embedder trained on the repo's fixture data
-(tests/fixtures/reason_embed: 3 domains, 56 records) on CPU in about a minute.
+"""The embedded default: a tiny random Qwen3-architecture embedder trained on the repo's sample data
+(sample_data/reason_embed: 3 domains, 56 records) on CPU in about a minute.
 
 COMMAND:
   rejax train --config configs/tiny.py --workdir runs/tiny
@@ -18,7 +18,7 @@ import ml_collections
 
 from rejax.train.recipe import paper_config
 
-FIXTURE = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "reason_embed"
+DATA = pathlib.Path(__file__).resolve().parent.parent / "sample_data" / "reason_embed"
 
 TINY_QWEN3 = {  # Qwen3 layout (qk-norm, GQA, tied embeddings) at toy size, with the real Qwen3 vocabulary
   "model_type": "qwen3", "architectures": ["Qwen3Model"], "vocab_size": 151936, "hidden_size": 64,
@@ -46,7 +46,7 @@ def get_config(arg: str = ""):
     c.model.tokenizer = "asset:qwen3-tokenizer"
     c.model.lora.enabled = False  # a random model learns through all its weights
     c.optim.lr = 1e-3
-  c.data.path = str(FIXTURE)
+  c.data.path = str(DATA)
   c.data.domains = ml_collections.ConfigDict({"biology": (4, 4), "earth_science": (4, 4), "economics": (4, 4)})
   c.data.max_query_length = 64
   c.data.max_passage_length = 64

@@ -1,8 +1,8 @@
 """`make demo`: the main job on a real model, through the commands a user types, on 2 CPU cores.
 
-    rejax data pairs --corpus tests/fixtures/cacm/corpus.jsonl --output runs/demo/pairs   # title -> body pairs
+    rejax data pairs --corpus sample_data/cacm/corpus.jsonl --output runs/demo/pairs      # title -> body pairs
     rejax train --config configs/smollm2.py --workdir runs/demo                          # SmolLM2-135M, LoRA
-    rejax eval --model {base, runs/demo/export, bm25, all-MiniLM-L6-v2} --dataset tests/fixtures/cacm ...
+    rejax eval --model {base, runs/demo/export, bm25, all-MiniLM-L6-v2} --dataset sample_data/cacm ...
 
 then `runs/demo/report.md` (the table printed at the end) and `runs/demo/curve.png` (training loss and dev
 nDCG@10 over the steps). The training data comes from the CACM documents only; CACM's queries and
@@ -24,7 +24,7 @@ import time
 from rejax.eval.report import markdown_table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CACM = ROOT / "tests" / "fixtures" / "cacm"
+CACM = ROOT / "sample_data" / "cacm"
 WORKDIR = ROOT / "runs" / "demo"
 COLUMNS = ("ndcg@10", "recall@100", "mrr@10")
 

@@ -1,10 +1,10 @@
 """The demo's models on a second held-out collection of other fields: base vs trained vs BM25 vs all-MiniLM-L6-v2.
 
 COMMAND (after `make demo`): .venv/bin/python scripts/check_generalisation.py
-  [--export runs/demo/export] [--dataset tests/fixtures/stackexchange] [--max-length 256]
+  [--export runs/demo/export] [--dataset sample_data/stackexchange] [--max-length 256]
 
 The default collection is StackExchange answer retrieval (biology, psychology, sustainable living posts ->
-their accepted answers; tests/fixtures/stackexchange/PROVENANCE.md), which the CACM recipe never saw.
+their accepted answers; sample_data/stackexchange/PROVENANCE.md), which the CACM recipe never saw.
 Writes `runs/demo/<dataset>/` (one RESULTS.json per model) and prints the table.
 """
 
@@ -18,7 +18,7 @@ from rejax.eval.report import markdown_table
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--export", type=pathlib.Path, default=demo.WORKDIR / "export")
-  parser.add_argument("--dataset", type=pathlib.Path, default=demo.ROOT / "tests" / "fixtures" / "stackexchange")
+  parser.add_argument("--dataset", type=pathlib.Path, default=demo.ROOT / "sample_data" / "stackexchange")
   parser.add_argument("--max-length", type=int, default=256)
   args = parser.parse_args()
   rows = demo.compare(args.dataset, demo.WORKDIR / args.dataset.name, args.export, demo.recipe_module(),

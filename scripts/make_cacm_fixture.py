@@ -1,10 +1,11 @@
-"""Writes the CACM test collection in the BEIR layout (tests/fixtures/cacm/) from Anserini's files.
+"""Writes the CACM test collection in the BEIR layout (sample_data/cacm/) from Anserini's files.
 
-COMMAND: python scripts/make_cacm_fixture.py /work/shared/data/retrieval/cacm [--output tests/fixtures/cacm]
+COMMAND: python scripts/make_cacm_fixture.py CACM_DIR [--output sample_data/cacm]
+         python scripts/make_cacm_fixture.py CACM_DIR --check sample_data/cacm   # exit 1 naming a differing file
 
-The source directory holds cacm.tar.gz (3,204 CACM-NNNN.html files, the record inside <pre>),
-topics.cacm.txt (TREC SGML) and qrels.cacm.txt (`qid Q0 docid 1`). The output is deterministic:
-the same inputs give byte-identical files.
+CACM_DIR holds cacm.tar.gz (3,204 CACM-NNNN.html files, the record inside <pre>), topics.cacm.txt (TREC
+SGML) and qrels.cacm.txt (`qid Q0 docid 1`), as Anserini distributes them (sample_data/cacm/PROVENANCE.md
+names the commits and sha256). The output is deterministic: the same inputs give byte-identical files.
 
 A record is blank-line separated blocks: the title, then (when present) the abstract, the source
 ("CACM July, 1966"), the authors, keywords and CR categories, then a record line ("CA660704 JB March
@@ -16,10 +17,11 @@ decoded. Document ids drop the file names' zero padding (CACM-0061.html is CACM-
 """
 
 import argparse
-import json
 import pathlib
 import re
 import tarfile
+
+from fixture_files import jsonl, write_or_check
 
 _PRE = re.compile(r"<pre>(.*)</pre>", re.S)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -70,16 +72,12 @@ def read_qrels(path: pathlib.Path) -> list[tuple[str, str, int]]:
   return sorted(triples, key=lambda t: (int(t[0]), t[1]))
 
 
-def _write_jsonl(path: pathlib.Path, rows: list[dict]) -> None:
-  with path.open("w", encoding="utf-8", newline="\n") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("source", type=pathlib.Path, help="directory with cacm.tar.gz, topics.cacm.txt, qrels.cacm.txt")
-  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("tests/fixtures/cacm"))
+  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("sample_data/cacm"))
+  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
+                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
   args = parser.parse_args()
 
   corpus = read_corpus(args.source / "cacm.tar.gz")
@@ -90,14 +88,12 @@ def main() -> None:
   if missing:
     raise ValueError(f"qrels name unknown queries or documents: {missing[:5]}")
 
-  (args.output / "qrels").mkdir(parents=True, exist_ok=True)
-  _write_jsonl(args.output / "corpus.jsonl", corpus)
-  _write_jsonl(args.output / "queries.jsonl", queries)
-  with (args.output / "qrels" / "test.tsv").open("w", encoding="utf-8", newline="\n") as f:
-    f.write("query-id\tcorpus-id\tscore\n")
-    f.writelines(f"{qid}\t{docid}\t{rel}\n" for qid, docid, rel in qrels)
-  print(f"{len(corpus)} documents, {len(queries)} queries, "
-        f"{len(qrels)} judgments over {len({q for q, _, _ in qrels})} queries -> {args.output}")
+  tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{qid}\t{docid}\t{rel}\n" for qid, docid, rel in qrels)
+  files = {"corpus.jsonl": jsonl(corpus), "queries.jsonl": jsonl(queries), "qrels/test.tsv": tsv.encode("utf-8")}
+  write_or_check(files, args.output, args.check)
+  if args.check is None:
+    print(f"{len(corpus)} documents, {len(queries)} queries, "
+          f"{len(qrels)} judgments over {len({q for q, _, _ in qrels})} queries -> {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Writes a StackExchange answer-retrieval collection in the BEIR layout (tests/fixtures/stackexchange/) from
+"""Writes a StackExchange answer-retrieval collection in the BEIR layout (sample_data/stackexchange/) from
 BRIGHT's examples files: each post is a query, each post's accepted answer a document, judged relevant to it.
 
-COMMAND: python scripts/make_stackexchange_fixture.py BRIGHT_EXAMPLES_DIR [--output tests/fixtures/stackexchange]
+COMMAND: python scripts/make_stackexchange_fixture.py BRIGHT_EXAMPLES_DIR [--output sample_data/stackexchange]
+         python scripts/make_stackexchange_fixture.py BRIGHT_EXAMPLES_DIR --check sample_data/stackexchange
+
+BRIGHT_EXAMPLES_DIR holds BRIGHT's examples files as {task}.jsonl.gz (sample_data/README.md: where to get them).
+With --check nothing is written; the exit status is 1, naming the file, unless DIR holds exactly these bytes.
 
 A held-out collection of fields other than computing (biology, psychology, sustainable living) for checking
 that a model trained on the CACM recipe generalises. Deterministic: the same inputs give byte-identical files.
@@ -12,6 +16,8 @@ import argparse
 import gzip
 import json
 import pathlib
+
+from fixture_files import jsonl, write_or_check
 
 DOMAINS = ("biology", "psychology", "sustainable_living")
 MARKERS = ("$\\begingroup$", "$\\endgroup$")
@@ -26,7 +32,9 @@ def clean_answer(text: str) -> str:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("examples", type=pathlib.Path, help="directory of BRIGHT {task}.jsonl.gz examples files")
-  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("tests/fixtures/stackexchange"))
+  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("sample_data/stackexchange"))
+  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
+                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
   args = parser.parse_args()
   corpus, queries, qrels = [], [], []
   for domain in DOMAINS:
@@ -40,14 +48,11 @@ def main() -> None:
         queries.append({"_id": qid, "text": row["query"].strip()})
         corpus.append({"_id": did, "title": "", "text": answer})
         qrels.append((qid, did))
-  (args.output / "qrels").mkdir(parents=True, exist_ok=True)
-  for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
-    with open(args.output / name, "w", encoding="utf-8") as f:
-      f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-  with open(args.output / "qrels" / "test.tsv", "w", encoding="utf-8") as f:
-    f.write("query-id\tcorpus-id\tscore\n")
-    f.writelines(f"{q}\t{d}\t1\n" for q, d in qrels)
-  print(f"wrote {len(queries)} queries and {len(corpus)} documents to {args.output}")
+  tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels)
+  files = {"corpus.jsonl": jsonl(corpus), "queries.jsonl": jsonl(queries), "qrels/test.tsv": tsv.encode("utf-8")}
+  write_or_check(files, args.output, args.check)
+  if args.check is None:
+    print(f"wrote {len(queries)} queries and {len(corpus)} documents to {args.output}")
 
 
 if __name__ == "__main__":

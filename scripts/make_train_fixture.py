@@ -1,4 +1,4 @@
-"""Builds tests/fixtures/reason_embed/: a small training set in the released reason-embed-data format.
+"""Builds sample_data/reason_embed/: a small training set in the released reason-embed-data format.
 
 Real text, re-arranged: BRIGHT "examples" rows (castorini/anserini-tools, see PROVENANCE.md) give each
 record its `query` (the StackExchange post), its `reasoning_query` (BRIGHT's `reasoning` field, a
@@ -7,18 +7,23 @@ answer, `gold_answer`); negatives are answer paragraphs of other posts in the sa
 lengths vary on purpose (1-4 positives, 2-40 negatives, some pools shorter than a group), and a few
 records carry the optional `train_group_size`, `batch_size`, `pos_scores`, `neg_scores` fields.
 
-  python scripts/make_train_fixture.py ../shared/data/bright/examples tests/fixtures/reason_embed
+  python scripts/make_train_fixture.py BRIGHT_EXAMPLES_DIR [--output sample_data/reason_embed]
+  python scripts/make_train_fixture.py BRIGHT_EXAMPLES_DIR --check sample_data/reason_embed
 
-Deterministic: the same inputs give byte-identical files.
+BRIGHT_EXAMPLES_DIR holds BRIGHT's examples files as {task}.jsonl.gz (sample_data/README.md: where to get them).
+Deterministic: the same inputs give byte-identical files. With --check nothing is written; the exit status is
+1, naming the file, unless DIR holds exactly these bytes.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import pathlib
 import random
-import sys
+
+from fixture_files import jsonl, write_or_check
 
 DOMAINS = {  # domain -> (records, instruction: docs/method.md#query-instructions)
   "biology": (24, "Given a Biology post, retrieve relevant passages that help answer the post."),
@@ -53,18 +58,23 @@ def build_domain(rows: list[dict], domain: str, count: int, instruction: str) ->
   return records
 
 
-def main(source: str, output: str) -> None:
-  out = pathlib.Path(output)
-  out.mkdir(parents=True, exist_ok=True)
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("source", type=pathlib.Path, help="directory of BRIGHT {task}.jsonl.gz examples files")
+  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("sample_data/reason_embed"))
+  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
+                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
+  args = parser.parse_args()
+  files = {}
   for domain, (count, instruction) in DOMAINS.items():
-    with gzip.open(pathlib.Path(source) / f"{domain}.jsonl.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(args.source / f"{domain}.jsonl.gz", "rt", encoding="utf-8") as f:
       rows = [json.loads(line) for line in f]
     records = build_domain(rows, domain, count, instruction)
-    with open(out / f"{domain}-formatted.jsonl", "w", encoding="utf-8") as f:
-      for record in records:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"{domain}: {len(records)} records")
+    files[f"{domain}-formatted.jsonl"] = jsonl(records)
+    if args.check is None:
+      print(f"{domain}: {len(records)} records")
+  write_or_check(files, args.output, args.check)
 
 
 if __name__ == "__main__":
-  main(*sys.argv[1:3])
+  main()

@@ -19,7 +19,7 @@ from rejax.data.convert import convert, read_manifest
 from rejax.data.pipeline import BatchPlan, BuildBatch, PipelineConfig, make_dataset
 from rejax.data.records import RecordError, from_example
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "reason_embed"
+FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "reason_embed"
 SETTINGS = {"biology": (4, 4), "earth_science": (4, 8), "economics": (2, 16)}
 
 

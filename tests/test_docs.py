@@ -16,7 +16,7 @@ from rejax.train.recipe import paper_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-SOURCES = ("rejax", "synth", "tests", "scripts", "configs", "bench", "docs")
+SOURCES = ("rejax", "synth", "tests", "scripts", "configs", "bench", "docs", "sample_data")
 SUFFIXES = {".py", ".md", ".sh", ".sbatch", ".toml"}
 
 

@@ -14,7 +14,7 @@ from rejax.data.weak_pairs import write_beir
 from rejax.eval.st_encoder import is_baseline_dir
 from rejax.rows import read_rows
 
-CACM = pathlib.Path(__file__).parent / "fixtures" / "cacm"
+CACM = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "cacm"
 
 
 def _cacm_slice(directory: pathlib.Path) -> tuple[dict, dict, dict]:

@@ -12,7 +12,7 @@ from rejax.eval.beir import load_beir, read_qrels
 from rejax.eval.search import build_index, search
 from tests.test_metrics import _cut
 
-CACM = pathlib.Path(__file__).parent / "fixtures" / "cacm"
+CACM = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "cacm"
 MEASURES = {"ndcg@10": "ndcg_cut_10", "recall@10": "recall_10", "recall@100": "recall_100", "map": "map"}
 
 

@@ -13,7 +13,7 @@ from rejax.cli import main
 from rejax.eval import r2med
 from tests.test_eval_cli import read_trec_run
 
-CACM = pathlib.Path(__file__).parent / "fixtures" / "cacm"
+CACM = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "cacm"
 
 
 def write_jsonl(path: pathlib.Path, rows: list[dict]) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pathlib
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,8 +15,7 @@ import pytrec_eval
 from rejax.eval.metrics import evaluate, rank_docs, remove_excluded, write_trec_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CACM = REPO / "tests" / "fixtures" / "cacm"
-CACM_SOURCE = pathlib.Path(os.environ.get("REJAX_CACM_SOURCE", "/work/shared/data/retrieval/cacm"))
+CACM = REPO / "sample_data" / "cacm"
 TOL = 1e-9
 KS = (10, 100)
 # Our name -> trec_eval measure. mrr@k has none: trec_eval's recip_rank has no cutoff (see reference below).
@@ -178,14 +174,6 @@ def test_cacm_fixture_is_complete_beir():
   docids, qids = {row["_id"] for row in corpus}, {row["_id"] for row in queries}
   assert len(docids) == 3204 and qrels.keys() <= qids
   assert {d for judged in qrels.values() for d in judged} <= docids
-
-
-@pytest.mark.skipif(not CACM_SOURCE.is_dir(), reason="the CACM source files are not on this machine")
-def test_cacm_fixture_is_what_the_script_writes(tmp_path):
-  subprocess.run([sys.executable, str(REPO / "scripts" / "make_cacm_fixture.py"), str(CACM_SOURCE),
-                  "--output", str(tmp_path)], check=True, capture_output=True)
-  for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
-    assert (tmp_path / name).read_bytes() == (CACM / name).read_bytes(), name
 
 
 @pytest.fixture(scope="module")

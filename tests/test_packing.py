@@ -21,7 +21,7 @@ from rejax.train import distributed
 from rejax.train.step import LossConfig, init_train_state, jit_train_step, make_train_step, sequence_embeddings
 from tests.test_train_step import flat
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "reason_embed"
+FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "reason_embed"
 TINY = dict(model_type="qwen3", vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6)
 

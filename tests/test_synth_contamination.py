@@ -12,6 +12,7 @@ import numpy as np
 from synth.contamination import check, max_similarity, tokens
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+CACM = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "cacm"
 BRIGHT = [FIXTURES / "bright" / "examples" / f"{task}.jsonl.gz" for task in ("pony", "theoremqa_theorems")]
 
 
@@ -28,7 +29,7 @@ def weighted_jaccard(a: str, b: str) -> float:
 
 def synthetic_set(evaluation: list[str]) -> list[str]:
   """Three copies of evaluation queries, two edits of them, and the CACM topics (unrelated)."""
-  cacm = [json.loads(line)["text"] for line in open(FIXTURES / "cacm" / "queries.jsonl", encoding="utf-8")]
+  cacm = [json.loads(line)["text"] for line in open(CACM / "queries.jsonl", encoding="utf-8")]
   words = evaluation[5].split()
   edited = [" ".join(words[: len(words) // 2]), evaluation[130].upper()]  # half of one; one upper-cased
   return [evaluation[0], evaluation[100], evaluation[150], *edited, *cacm[:30]]

@@ -32,7 +32,7 @@ EVAL = ["--config.keep_checkpoints=1", "--config.eval.every=2", "--config.eval.m
 
 def write_dev_set(root: pathlib.Path) -> pathlib.Path:
   """A BEIR directory from the first 8 biology records of the training fixture, qrels on their negatives."""
-  records = [json.loads(line) for line in (ROOT / "tests/fixtures/reason_embed/biology-formatted.jsonl").open()][:8]
+  records = [json.loads(line) for line in (ROOT / "sample_data/reason_embed/biology-formatted.jsonl").open()][:8]
   (root / "qrels").mkdir(parents=True)
   corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
   for i, record in enumerate(records):

@@ -15,7 +15,7 @@ from rejax.eval.beir import load_beir
 from rejax.rows import read_rows
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CACM = ROOT / "tests" / "fixtures" / "cacm"
+CACM = ROOT / "sample_data" / "cacm"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def get_config(arg: str = ""):
   c.backends.annotator = smollm2  # the same settings: the context builds each backend name once
   c.embedder = dict(kind="rejax", model="asset:smollm2", dtype="float32", max_length=256, batch_size=16)
   c.domains.cacm = domain(
-    "tests/fixtures/cacm/corpus.jsonl", gold=("tests/fixtures/cacm/qrels/test.tsv",), max_documents=400,
+    "sample_data/cacm/corpus.jsonl", gold=("sample_data/cacm/qrels/test.tsv",), max_documents=400,
     topic="computer science research (Communications of the ACM, 1958-1979)",
     instruction="Given a computer science question, retrieve abstracts of papers that help answer it.",
     query_kind="a question a computer scientist might ask, about a problem they are working on, that the ideas "
