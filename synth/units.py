@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 from typing import Callable, Iterable, Sequence
 
@@ -108,7 +107,4 @@ class UnitRunner:
         raise RuntimeError(f"{path}: the work changed since these units were written (was {old}, now {plan}); "
                            f"delete {self.directory} to start this stage over")
       return
-    self.directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".plan.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(plan) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(plan) + "\n", what="the stage's plan")
