@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import sys
+
+
+def parse_args(description: str, source: str, source_help: str, output: str) -> argparse.Namespace:
+  """The scripts' command line: SOURCE, --output DIR (default `output`), --check DIR."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument(source, type=pathlib.Path, help=source_help)
+  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path(output))
+  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
+                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
+  return parser.parse_args()
 
 
 def jsonl(rows: list[dict]) -> bytes:

@@ -16,12 +16,11 @@ hard-wrapped lines join with one space. The HTML holds no entities (a raw "&" is
 decoded. Document ids drop the file names' zero padding (CACM-0061.html is CACM-61), as the qrels do.
 """
 
-import argparse
 import pathlib
 import re
 import tarfile
 
-from fixture_files import jsonl, write_or_check
+from fixture_files import jsonl, parse_args, write_or_check
 
 _PRE = re.compile(r"<pre>(.*)</pre>", re.S)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -73,12 +72,8 @@ def read_qrels(path: pathlib.Path) -> list[tuple[str, str, int]]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("source", type=pathlib.Path, help="directory with cacm.tar.gz, topics.cacm.txt, qrels.cacm.txt")
-  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("sample_data/cacm"))
-  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
-                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
-  args = parser.parse_args()
+  args = parse_args(__doc__.splitlines()[0], "source",
+                    "directory with cacm.tar.gz, topics.cacm.txt, qrels.cacm.txt", "sample_data/cacm")
 
   corpus = read_corpus(args.source / "cacm.tar.gz")
   queries = read_topics(args.source / "topics.cacm.txt")

@@ -12,12 +12,10 @@ that a model trained on the CACM recipe generalises. Deterministic: the same inp
 Answers lose StackExchange's `$\\begingroup$` / `$\\endgroup$` markers and surrounding whitespace, nothing else.
 """
 
-import argparse
 import gzip
 import json
-import pathlib
 
-from fixture_files import jsonl, write_or_check
+from fixture_files import jsonl, parse_args, write_or_check
 
 DOMAINS = ("biology", "psychology", "sustainable_living")
 MARKERS = ("$\\begingroup$", "$\\endgroup$")
@@ -30,12 +28,8 @@ def clean_answer(text: str) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("examples", type=pathlib.Path, help="directory of BRIGHT {task}.jsonl.gz examples files")
-  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("sample_data/stackexchange"))
-  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
-                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
-  args = parser.parse_args()
+  args = parse_args(__doc__.split("\n")[0], "examples",
+                    "directory of BRIGHT {task}.jsonl.gz examples files", "sample_data/stackexchange")
   corpus, queries, qrels = [], [], []
   for domain in DOMAINS:
     with gzip.open(args.examples / f"{domain}.jsonl.gz", "rt", encoding="utf-8") as f:

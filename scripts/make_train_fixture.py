@@ -17,13 +17,11 @@ Deterministic: the same inputs give byte-identical files. With --check nothing i
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
-import pathlib
 import random
 
-from fixture_files import jsonl, write_or_check
+from fixture_files import jsonl, parse_args, write_or_check
 
 DOMAINS = {  # domain -> (records, instruction: docs/method.md#query-instructions)
   "biology": (24, "Given a Biology post, retrieve relevant passages that help answer the post."),
@@ -59,12 +57,8 @@ def build_domain(rows: list[dict], domain: str, count: int, instruction: str) ->
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("source", type=pathlib.Path, help="directory of BRIGHT {task}.jsonl.gz examples files")
-  parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("sample_data/reason_embed"))
-  parser.add_argument("--check", type=pathlib.Path, metavar="DIR",
-                      help="write nothing; exit 1 unless DIR's files are byte for byte what would be written")
-  args = parser.parse_args()
+  args = parse_args(__doc__.splitlines()[0], "source",
+                    "directory of BRIGHT {task}.jsonl.gz examples files", "sample_data/reason_embed")
   files = {}
   for domain, (count, instruction) in DOMAINS.items():
     with gzip.open(args.source / f"{domain}.jsonl.gz", "rt", encoding="utf-8") as f:

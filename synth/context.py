@@ -16,7 +16,8 @@ from synth.domains import DomainSpec, domain_spec
 from synth.embedders import Embedder, make_embedder
 from synth.sources import select_sources
 from synth.textproc import stable_seed
-from synth.units import Shard, UnitRunner
+from synth.summary import StageSummary, merge_counts, split_rows
+from synth.units import Shard, UnitRunner, write_jsonl_atomic
 
 
 class Context:
@@ -100,6 +101,18 @@ class Context:
     """The unit runner of (stage, domain), unit size from `STAGE.unit_size`."""
     return UnitRunner(self.path(stage, domain, ".units"), unit_size=self.config[stage].unit_size,
                       shard=self.shard, desc=f"{stage} {domain}", progress=self.progress)
+
+  def run_units(self, stage: str, domain: str, items: Sequence[dict], keys: Sequence[str],
+                process) -> tuple[list[dict], dict[str, int]] | None:
+    """(kept rows, count per drop reason) of `process` run over `items` in resumable units (`runner`); None while
+    units of other shards are not done."""
+    rows = self.runner(stage, domain).run(items, keys, process)
+    return None if rows is None else split_rows(rows)
+
+  def keep(self, stage: str, domain: str, kept: list[dict], total: int, *dropped) -> StageSummary:
+    """Writes the stage's kept rows (`STAGE/DOMAIN.jsonl`, whole or not at all) and returns its summary."""
+    write_jsonl_atomic(self.path(stage, domain), kept)
+    return StageSummary(stage, domain, total, len(kept), merge_counts(*dropped))
 
   def sampling(self, stage: str, *key: object) -> Sampling:
     """`STAGE.sampling` with a seed drawn from (config seed, key): a unit samples the same on every re-run."""

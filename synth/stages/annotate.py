@@ -13,9 +13,9 @@ import dataclasses
 
 from synth.context import Context
 from synth.prompts import annotate_messages, score_prefix
-from synth.summary import StageSummary, split_rows
+from synth.summary import StageSummary
 from synth.textproc import parse_completed_score, parse_score
-from synth.units import read_jsonl, write_jsonl_atomic
+from synth.units import read_jsonl
 
 NAME = "annotate"
 COMPLETION_TOKENS = 8  # `N</score>` and a little slack
@@ -52,9 +52,5 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
     return rows
 
   keys = [f"{it['qid']}\x1f{it['doc_id']}" for it in items]
-  rows = ctx.runner(NAME, domain).run(items, keys, process)
-  if rows is None:
-    return None
-  kept, dropped = split_rows(rows)
-  write_jsonl_atomic(ctx.path(NAME, domain), kept)
-  return StageSummary(NAME, domain, len(items), len(kept), dict(dropped))
+  done = ctx.run_units(NAME, domain, items, keys, process)
+  return None if done is None else ctx.keep(NAME, domain, done[0], len(items), done[1])

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from synth.context import Context
 from synth.prompts import filter_messages
-from synth.summary import StageSummary, merge_counts, split_rows
+from synth.summary import StageSummary
 from synth.textproc import parse_yes_no
-from synth.units import write_jsonl_atomic
 
 NAME = "filter"
 
@@ -34,9 +33,5 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
       rows.append(row)
     return rows
 
-  rows = ctx.runner(NAME, domain).run([{"doc_id": i} for i in ids], ids, process)
-  if rows is None:
-    return None
-  kept, dropped = split_rows(rows)
-  write_jsonl_atomic(ctx.path(NAME, domain), kept)
-  return StageSummary(NAME, domain, len(corpus), len(kept), merge_counts(not_sources, dropped))
+  done = ctx.run_units(NAME, domain, [{"doc_id": i} for i in ids], ids, process)
+  return None if done is None else ctx.keep(NAME, domain, done[0], len(corpus), not_sources, done[1])

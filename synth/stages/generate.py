@@ -16,9 +16,9 @@ from synth.config import stage_enabled
 from synth.context import Context
 from synth.prompts import generate_messages
 from synth.sources import weighted_choice
-from synth.summary import StageSummary, merge_counts, split_rows
+from synth.summary import StageSummary
 from synth.textproc import clean_query, content_hash, refers_to_source
-from synth.units import read_jsonl, write_jsonl_atomic
+from synth.units import read_jsonl
 
 NAME = "generate"
 
@@ -67,10 +67,10 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
       rows.append({**row, "drop": drop} if drop else row)
     return rows
 
-  rows = ctx.runner(NAME, domain).run(items, [it["source_id"] for it in items], process)
-  if rows is None:
+  done = ctx.run_units(NAME, domain, items, [it["source_id"] for it in items], process)
+  if done is None:
     return None
-  kept, dropped = split_rows(rows)
+  kept, dropped = done
   unique, seen = [], set()
   for row in kept:
     digest = content_hash(row["query"])
@@ -79,5 +79,4 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
     else:
       seen.add(digest)
       unique.append(row)
-  write_jsonl_atomic(ctx.path(NAME, domain), unique)
-  return StageSummary(NAME, domain, n_in, len(unique), merge_counts(not_sources, dropped))
+  return ctx.keep(NAME, domain, unique, n_in, not_sources, dropped)

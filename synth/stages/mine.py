@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 from rejax.eval.cache import cached
 from rejax.eval.search import build_index, search
 from synth.context import Context
-from synth.summary import StageSummary, split_rows
+from synth.summary import StageSummary
 from synth.textproc import normalise, stable_seed
-from synth.units import read_jsonl, write_jsonl_atomic
+from synth.units import read_jsonl
 
 NAME = "mine"
 EMBED_CHUNK = 1024  # corpus texts per embedding call (one progress step)
@@ -79,9 +79,5 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
       rows.append(row if candidates else {**row, "drop": "no candidate besides the source"})
     return rows
 
-  rows = ctx.runner(NAME, domain).run(queries, [q["qid"] for q in queries], process)
-  if rows is None:
-    return None
-  kept, dropped = split_rows(rows)
-  write_jsonl_atomic(ctx.path(NAME, domain), kept)
-  return StageSummary(NAME, domain, len(queries), len(kept), dict(dropped))
+  done = ctx.run_units(NAME, domain, queries, [q["qid"] for q in queries], process)
+  return None if done is None else ctx.keep(NAME, domain, done[0], len(queries), done[1])

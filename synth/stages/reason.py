@@ -13,8 +13,8 @@ import collections
 from synth.context import Context
 from synth.prompts import reason_messages
 from synth.stages.format import labelled
-from synth.summary import StageSummary, merge_counts, split_rows
-from synth.units import read_jsonl, write_jsonl_atomic
+from synth.summary import StageSummary
+from synth.units import read_jsonl
 
 NAME = "reason"
 
@@ -45,9 +45,5 @@ def run(ctx: Context, domain: str) -> StageSummary | None:
       rows.append(row if text else {**row, "drop": drop})
     return rows
 
-  rows = ctx.runner(NAME, domain).run(items, [it["qid"] for it in items], process)
-  if rows is None:
-    return None
-  kept, dropped = split_rows(rows)
-  write_jsonl_atomic(ctx.path(NAME, domain), kept)
-  return StageSummary(NAME, domain, len(queries), len(kept), merge_counts(skipped, dropped))
+  done = ctx.run_units(NAME, domain, items, [it["qid"] for it in items], process)
+  return None if done is None else ctx.keep(NAME, domain, done[0], len(queries), skipped, done[1])
