@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
+from tests.processes import kill_when
 from tests.test_train_run import MESH_222, ROOT, STEPS, _free_port, env_with, exported_weights, run, train_cmd
 
 CKPT_EVERY = 4  # test_train_run's BASE: 12 steps, a checkpoint every 4
@@ -129,13 +128,7 @@ def test_killed_run_resumes_to_the_figures_and_best_of_an_uninterrupted_run(eval
   workdir = tmp_path / "run"
   proc = subprocess.Popen(eval_cmd(workdir, dev_set), env=env_with(1), cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
-  deadline = time.monotonic() + 300
-  while not (workdir / "checkpoints" / str(CKPT_EVERY)).is_dir():  # the first checkpoint is complete
-    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stderr.read()[-3000:]}"
-    assert time.monotonic() < deadline, "the run made no progress"
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_when(proc, lambda: (workdir / "checkpoints" / str(CKPT_EVERY)).is_dir())  # the first checkpoint is complete
   assert not (workdir / "export").exists()
   resumed = run(eval_cmd(workdir, dev_set), devices=1)  # the same command again
   assert "resuming at step" in resumed.stderr

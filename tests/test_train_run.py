@@ -9,14 +9,14 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+
+from tests.processes import kill_when
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 12
@@ -84,15 +84,9 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference_run
   workdir = tmp_path / "run"
   proc = subprocess.Popen(train_cmd(workdir), env=env_with(1), cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
-  deadline = time.monotonic() + 300
   metrics = workdir / "metrics.jsonl"
   # kill -9 mid-run: after the step-4 checkpoint, while steps 6+ are being computed
-  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 6):
-    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stderr.read()[-3000:]}"
-    assert time.monotonic() < deadline, "the run made no progress"
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_when(proc, lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 6, poll=0.05)
   assert not (workdir / "export").exists()
   run(train_cmd(workdir), devices=1)  # the same command again
 
