@@ -18,3 +18,13 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
     time.sleep(poll)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
+
+
+def run_processes(commands: list[list[str]], *, env: dict, cwd, timeout: float = 600) -> None:
+  """Runs the commands at once (e.g. the processes of one multi-process run) and fails with the stderr tail of
+  any that does not exit 0."""
+  procs = [subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           for command in commands]
+  errors = [p.communicate(timeout=timeout)[1] for p in procs]
+  for p, err in zip(procs, errors):
+    assert p.returncode == 0, err[-4000:]

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.processes import kill_when
+from tests.processes import kill_when, run_processes
 from tests.test_train_run import MESH_222, ROOT, STEPS, _free_port, env_with, exported_weights, run, train_cmd
 
 CKPT_EVERY = 4  # test_train_run's BASE: 12 steps, a checkpoint every 4
@@ -149,13 +149,8 @@ def test_two_processes_of_4_devices_log_the_one_process_8_device_figures(dev_set
   run(eval_cmd(one, dev_set) + MESH_222, devices=8)
   two = tmp_path / "two"
   coordinator = f"127.0.0.1:{_free_port()}"
-  procs = [subprocess.Popen(eval_cmd(two, dev_set) + [*MESH_222, "--coordinator", coordinator, "--num-processes", "2",
-                                                      "--process-id", str(i)],
-                            env=env_with(4), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
-  errors = [p.communicate(timeout=600)[1] for p in procs]
-  for p, err in zip(procs, errors):
-    assert p.returncode == 0, err[-4000:]
+  run_processes([eval_cmd(two, dev_set) + [*MESH_222, "--coordinator", coordinator, "--num-processes", "2",
+                                           "--process-id", str(i)] for i in range(2)], env=env_with(4), cwd=ROOT)
   reference, multi = figures(one), figures(two)
   assert sorted(multi) == sorted(reference)
   for step in reference:

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.processes import kill_when
+from tests.processes import kill_when, run_processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 12
@@ -148,13 +148,9 @@ def _free_port() -> int:
 def test_two_processes_of_4_devices_log_the_one_process_8_device_losses(sharded_run, tmp_path):
   workdir = tmp_path / "run"
   coordinator = f"127.0.0.1:{_free_port()}"
-  procs = [subprocess.Popen(train_cmd(workdir, *MESH_222, "--config.export_dir=", "--coordinator", coordinator,
-                                      "--num-processes", "2", "--process-id", str(i)),
-                            env=env_with(4), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
-  errors = [p.communicate(timeout=600)[1] for p in procs]
-  for p, err in zip(procs, errors):
-    assert p.returncode == 0, err[-4000:]
+  run_processes([train_cmd(workdir, *MESH_222, "--config.export_dir=", "--coordinator", coordinator,
+                           "--num-processes", "2", "--process-id", str(i)) for i in range(2)],
+                env=env_with(4), cwd=ROOT)
   reference, multi = losses(sharded_run), losses(workdir)
   assert sorted(multi) == list(range(1, STEPS + 1))
   for step in reference:
