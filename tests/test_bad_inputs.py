@@ -1068,6 +1068,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # ~1.5 min; the full-disk errors of encode, metrics and compiled steps run by default
 def test_train_stopped_by_a_full_disk_at_a_checkpoint_resumes_once_there_is_space(tmp_path):
   """The whole path as a user meets it: `rejax train` whose step-2 save meets a full disk stops with one line and
   no traceback, its unfinished save removed; the same command, with space again, resumes from step 1."""

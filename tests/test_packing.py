@@ -118,7 +118,7 @@ def test_packed_embeddings_equal_padded(real_batches):
       assert np.min(np.sum(want * got, axis=-1)) >= 0.99999
 
 
-@pytest.mark.parametrize("chunk", [None, 4])
+@pytest.mark.parametrize("chunk", [pytest.param(None, marks=pytest.mark.slow), 4])  # without GradCache: test-slow
 def test_packed_train_step_equals_padded_on_8_devices(real_batches, chunk):
   """One SGD step with lr 1 (update = -gradient) from the same initial parameters, per real batch, on a data 2 x
   fsdp 2 x tensor 2 mesh: loss rtol 1e-5 and gradients at test_train_step's tolerance, with the batch padded or

@@ -47,7 +47,7 @@ def assert_close_gradients(actual, desired):
   np.testing.assert_allclose(actual, desired, rtol=1e-4, atol=1e-5 * float(np.abs(desired).max()))
 
 
-@pytest.mark.parametrize("length", [16, 128])
+@pytest.mark.parametrize("length", [16, pytest.param(128, marks=pytest.mark.slow)])
 def test_splash_equals_xla_attention_on_right_padded_rows(length):
   ids, mask = right_padded_batch(6, length)
   reference = embeddings_and_grads(None, ids, mask)

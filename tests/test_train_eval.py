@@ -124,6 +124,7 @@ def test_best_checkpoint_outlives_rotation_and_is_exported(eval_run, best_step, 
     np.testing.assert_array_equal(end_of_run[name], best[name], err_msg=name)
 
 
+@pytest.mark.slow  # ~2 min; tests/test_train_run.py's kill -9 resume runs by default
 def test_killed_run_resumes_to_the_figures_and_best_of_an_uninterrupted_run(eval_run, dev_set, tmp_path):
   workdir = tmp_path / "run"
   proc = subprocess.Popen(eval_cmd(workdir, dev_set), env=env_with(1), cwd=ROOT, stdout=subprocess.DEVNULL,

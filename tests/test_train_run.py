@@ -97,7 +97,7 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference_run
     np.testing.assert_allclose(resumed[name], reference[name], rtol=0, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("part", ["state", "data"])
+@pytest.mark.parametrize("part", ["state", pytest.param("data", marks=pytest.mark.slow)])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_and_resumes_to_the_same_weights(
     reference_run, tmp_path, part):
   workdir = tmp_path / "run"

@@ -37,7 +37,7 @@ def flat(state) -> dict:
   return {p: np.asarray(v[...] if hasattr(v, "get_value") else v) for p, v in nnx.to_flat_state(state)}
 
 
-@pytest.mark.parametrize("kind", ["infonce", "ri_infonce"])
+@pytest.mark.parametrize("kind", [pytest.param("infonce", marks=pytest.mark.slow), "ri_infonce"])  # RI: the superset
 def test_grad_cache_equals_full_batch_gradients(kind):
   # SGD with lr 1: new params = params - grads, so equal updates mean equal gradients
   model = init_decoder(config_from_hf_dict(TINY), seed=0)
@@ -85,13 +85,12 @@ def one_device_sgd_step(lora: bool):
   return losses, updates
 
 
-# Every mesh runs under `make test-slow`; the default suite keeps one data-parallel and one 3-D mesh.
-MESHES = [(8, 1, 1), (2, 2, 2), pytest.param((1, 4, 2), marks=pytest.mark.slow),
-          pytest.param((1, 1, 8), marks=pytest.mark.slow)]
-
-
-@pytest.mark.parametrize("shape", MESHES)
-@pytest.mark.parametrize("lora", [False, True])
+# By default both kinds of training on the mesh that uses every axis (data 2 x fsdp 2 x tensor 2); the other
+# meshes with `make test-slow`.
+@pytest.mark.parametrize("lora,shape", [(lora, shape) if shape == (2, 2, 2) else
+                                        pytest.param(lora, shape, marks=pytest.mark.slow)
+                                        for lora in (False, True)
+                                        for shape in ((8, 1, 1), (2, 2, 2), (1, 4, 2), (1, 1, 8))])
 def test_sharded_step_gives_one_device_gradients(lora, shape):
   """SGD with lr 1: the update is minus the gradient. Compared at rtol 1e-5, plus 1e-5 of each tensor's
   largest entry for entries where the batch sum cancels (8 devices sum the batch in another order)."""
