@@ -6,7 +6,7 @@ COMMAND:
   rejax train --config configs/tiny.py:smollm2 --workdir runs/tiny-smollm2     # the real SmolLM2-135M, LoRA
 
 Expected: about a minute on 2 CPU cores, a third of it compiling the one step shape (the run prints both); the
-loss falls noisily from about ln(vocab) at step 1 toward 2 over the 40 steps (a random 2-layer model on 56
+loss falls noisily from about 5 at step 1 toward 2 over the 40 steps (a random 2-layer model on 56
 records). `runs/tiny/export` then loads with transformers and sentence-transformers.
 """
 
