@@ -17,6 +17,7 @@ import importlib.util
 import json
 import pathlib
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -97,7 +98,23 @@ def draw_curve(metrics_file: pathlib.Path, base_dev: float | None, path: pathlib
   fig.savefig(path)
 
 
-def report(rows: dict[str, dict], collection: str, minutes: float, recipe) -> str:
+GOODPUT = ("tokens_per_s", "padded_tokens_per_s", "padding_fraction", "mfu", "mfu_padded")
+
+
+def training_goodput(metrics_file: pathlib.Path) -> dict[str, float]:
+  """The medians over the run's steps of the goodput metrics.jsonl logs (real and padded tokens/s, padding, MFU)."""
+  records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+  return {key: statistics.median(r[key] for r in records if key in r) for key in GOODPUT
+          if any(key in r for r in records)}
+
+
+def goodput_line(goodput: dict[str, float]) -> str:
+  return (f"Training goodput (medians over the steps of metrics.jsonl): {goodput['tokens_per_s']:.1f} real tokens/s, "
+          f"{goodput['padded_tokens_per_s']:.1f} positions/s computed, padding {goodput['padding_fraction']:.1%}, "
+          f"MFU {goodput['mfu']:.1%} on real tokens ({goodput['mfu_padded']:.1%} on every position).")
+
+
+def report(rows: dict[str, dict], collection: str, minutes: float, recipe, goodput: dict[str, float]) -> str:
   """report.md: the table, what ran, and how it was measured."""
   queries = len(next(iter(rows.values()))["per_query"])
   header = [f"model ({collection}, {queries} judged queries)", "nDCG@10", "recall@100", "MRR@10"]
@@ -109,7 +126,7 @@ def report(rows: dict[str, dict], collection: str, minutes: float, recipe) -> st
           f"exact inner-product search); queries carry the instruction `{recipe.INSTRUCTION}` for the SmolLM2 "
           "models and none for all-MiniLM-L6-v2 (its own protocol); BM25 is bm25s over the full text.\n\n"
           f"Wall time of this demo: {minutes:.1f} minutes on this machine. curve.png: training loss and dev "
-          "nDCG@10 (held-out CACM titles -> bodies) over the steps.\n")
+          "nDCG@10 (held-out CACM titles -> bodies) over the steps.\n\n" + goodput_line(goodput) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
   base_dev = evaluate(str(_asset_dir("smollm2")), pairs / "dev", pairs / "base-dev.json", split="dev",
                       instruction=recipe.INSTRUCTION, max_length=recipe.EVAL_MAX_LENGTH, cache=cache)["ndcg@10"]
   draw_curve(workdir / "metrics.jsonl", base_dev, workdir / "curve.png")
-  text = report(rows, name, (time.perf_counter() - start) / 60, recipe)
+  text = report(rows, name, (time.perf_counter() - start) / 60, recipe, training_goodput(workdir / "metrics.jsonl"))
   (workdir / "report.md").write_text(text)
   print("\n" + text)
   print(f"run: {workdir} (metrics.jsonl, tensorboard/, checkpoints/)\nexport: {workdir / 'export'} "

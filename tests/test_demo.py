@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.test_eval_baseline import _cacm_slice
@@ -40,6 +41,9 @@ def test_short_demo_trains_evaluates_during_training_and_writes_the_report(smoll
     row = next(line for line in report.splitlines() if label in line)
     assert f"{results['ndcg@10']:.4f}" in row and f"{results['recall@100']:.4f}" in row
   assert "10 judged queries" in report
+  for key, shown in (("tokens_per_s", "{:.1f} real tokens/s"), ("padding_fraction", "padding {:.1%}")):
+    values = [r[key] for r in records if key in r]
+    assert len(values) == 4 and shown.format(float(np.median(values))) in report  # the goodput the run logged
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ class RunLogger:
       raise write_error(e, f"the metrics of step {step} to", self.path, size=len(line)) from e
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
-    shown = {k: scalars[k] for k in ("loss", "tokens_per_s", "mfu") if k in scalars}
+    shown = {k: scalars[k] for k in ("loss", "tokens_per_s", "padding_fraction", "mfu") if k in scalars}
     self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
 
   def advance(self, steps: int = 1) -> None:
