@@ -181,7 +181,7 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, toke
     tokens = sum(tokens_in(b) for b in host)
     lengths = [{f"{n}_ids": b[f"{n}_mask"].sum(axis=1) for n in real_data.INPUTS} for b in host]
     flops = sum(train_step_flops(cfg, ls, reasoning_pass=True) for ls in lengths)
-    rejax_computed = sum(int(np.prod(b[f"{n}_ids"].shape)) for b in rejax_batches for n in real_data.INPUTS)
+    rejax_computed = sum(real_data.computed_tokens(b) for b in rejax_batches)
     figures = {"name": f"{name} {case}", "batches": case, "rejax_tokens_per_s": tokens / jax_s,
                "torch_tokens_per_s": tokens / torch_s, "ratio": torch_s / jax_s,
                "padding_fraction": 1 - tokens / sum(real_data.computed_tokens(b) for b in torch_batches),

@@ -15,7 +15,8 @@ import pathlib
 from rejax.domains import INSTRUCTIONS
 from rejax.errors import InputError
 from rejax.eval.beir import RetrievalDataset, check_judged_docs
-from rejax.eval.hub_data import dataset_snapshot, is_hub_id
+from rejax.eval.hub_data import dataset_snapshot
+from rejax.hf.hub import is_hub_id
 from rejax.rows import ID, list_of, read_split
 
 HUB_ID = "xlangai/BRIGHT"

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
-from rejax.hf.hub import is_hub_id, snapshot
-
-__all__ = ["dataset_snapshot", "is_hub_id"]
+from rejax.hf.hub import snapshot
 
 
 def dataset_snapshot(repo_id: str, patterns: list[str]) -> pathlib.Path:
