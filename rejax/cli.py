@@ -31,7 +31,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_data_convert(args: argparse.Namespace) -> None:
   from rejax.data.convert import convert
+  from rejax.storage import as_path, check_store
 
+  check_store(as_path(args.output, "--output"), "--output")
   manifest = convert(args.input, args.output, skip_invalid=args.skip_invalid, num_shards=args.num_shards)
   counts = ", ".join(f"{d}: {info['records']}" for d, info in manifest["domains"].items())
   print(f"wrote {manifest['records']} records to {args.output} ({counts})", file=sys.stderr)
@@ -57,10 +59,14 @@ def cmd_train(args: argparse.Namespace) -> None:
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.loop import train
 
-  if args.workdir.exists() and not args.workdir.is_dir():
-    raise InputError(f"--workdir {args.workdir}: is a file, not a directory")
+  from rejax.storage import as_path, check_store
+
+  workdir = as_path(args.workdir, "--workdir")
   config = apply_overrides(load_config_file(args.config), args.overrides)
-  train(config, args.workdir, coordinator=args.coordinator, num_processes=args.num_processes,
+  check_store(workdir, "--workdir")  # a bucket that is missing or unreachable: one line before any work
+  if workdir.exists() and not workdir.is_dir():
+    raise InputError(f"--workdir {args.workdir}: is a file, not a directory")
+  train(config, workdir, coordinator=args.coordinator, num_processes=args.num_processes,
         process_id=args.process_id)
 
 
@@ -95,7 +101,12 @@ def cmd_plan(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
   from rejax.train.export_run import export_run
 
-  export_run(args.workdir, args.output, step=args.step, overwrite=args.overwrite)
+  from rejax.storage import as_path, check_store
+
+  workdir, output = as_path(args.workdir, "--workdir"), as_path(args.output, "--output")
+  check_store(workdir, "--workdir")
+  check_store(output, "--output")
+  export_run(workdir, output, step=args.step, overwrite=args.overwrite)
 
 
 def _data_parallel_encoder(args):
@@ -223,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
   train = commands.add_parser("train", help="train (or resume) a run: rejax train --config FILE.py[:ARG] --workdir DIR "
                                              "[--config.KEY=VALUE ...]")
   train.add_argument("--config", required=True, help="configs/NAME.py[:ARG], a file with get_config(arg)")
-  train.add_argument("--workdir", required=True, type=pathlib.Path,
-                     help="checkpoints, metrics.jsonl, tensorboard/, export/; the same DIR resumes")
+  train.add_argument("--workdir", required=True,
+                     help="checkpoints, metrics.jsonl, tensorboard/, export/ (a directory or gs://BUCKET/PATH); "
+                          "the same DIR resumes")
   train.add_argument("--coordinator", help="host:port of process 0, for multi-process runs outside TPU pods / SLURM")
   train.add_argument("--num-processes", type=positive_int)
   train.add_argument("--process-id", type=non_negative_int)
@@ -246,11 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
   plan.set_defaults(run=cmd_plan)
 
   export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")
-  export.add_argument("--workdir", required=True, type=pathlib.Path)
+  export.add_argument("--workdir", required=True, help="the run's workdir (a directory or gs://BUCKET/PATH)")
   export.add_argument("--step", type=_step_arg,
                       help="checkpoint step, or `best` (the kept best by eval.metric; default: the latest)")
-  export.add_argument("--output", required=True, type=pathlib.Path,
-                      help="a new or empty directory (not the workdir, nor the base model)")
+  export.add_argument("--output", required=True,
+                      help="a new or empty directory or gs://BUCKET/PATH (not the workdir, nor the base model)")
   export.add_argument("--overwrite", action="store_true",
                       help="replace a non-empty --output whole (the new export is renamed into place when complete)")
   export.set_defaults(run=cmd_export)
@@ -260,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
   convert = data_commands.add_parser("convert", help="reason-embed-data JSONL -> TFDS/ArrayRecord dataset")
   convert.add_argument("--input", required=True, nargs="+",
                        help="files or globs of `{domain}-formatted.jsonl[.gz]` (quote globs)")
-  convert.add_argument("--output", required=True, type=pathlib.Path, help="new dataset directory")
+  convert.add_argument("--output", required=True, help="new dataset directory, or gs://BUCKET/PATH")
   convert.add_argument("--skip-invalid", action="store_true", help="skip and count malformed lines instead of stopping")
   convert.add_argument("--num-shards", type=positive_int,
                        help="ArrayRecord shards per domain (default: by size, 64 MiB-1 GiB)")

@@ -8,6 +8,11 @@ removed after). On any OSError the temporary is removed, the previous NAME is le
 says what was being written, where, why (ENOSPC, EROFS, EACCES, EDQUOT, ...) and, when known, how many bytes it
 needed and how many were free.
 
+On a bucket (`gs://`, rejax.storage) there is no rename: a file is written to a local temporary and uploaded as
+one object, which readers see whole or not at all; a directory is built locally and uploaded with its `commit`
+file last (config.json for a model), an old one removed commit file first, so that a directory without its commit
+file is never taken for complete. Errors are the same one-line WriteError.
+
 A writer killed with kill -9 cannot remove its temporary: the next write of the same target removes the siblings
 of writers on this host whose process is gone (and the fixed names older versions used); those of a live process,
 or of another host, are left alone (they are hidden and never read).
@@ -22,9 +27,12 @@ import pathlib
 import re
 import shutil
 import socket
+import tempfile
 from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
+
+from rejax.storage import AnyPath, copy_file, is_remote, write_dir_remote
 
 HOST = socket.gethostname()
 
@@ -87,6 +95,8 @@ def format_bytes(count: int) -> str:
 
 def free_bytes(path: str | os.PathLike) -> int | None:
   """The bytes free to this user on the file system of `path` (or of its nearest existing parent)."""
+  if is_remote(path):
+    return None
   path = pathlib.Path(path).absolute()
   for candidate in (path, *path.parents):
     if candidate.exists():
@@ -194,6 +204,8 @@ def write_file_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], objec
   `what` names the output in the error ("embeddings", "metrics"); `size` is the bytes it needs, when known;
   `legacy` lists fixed sibling names earlier versions used as temporaries (removed). Raises WriteError.
   """
+  if is_remote(path):
+    return _write_object(path, write, what=what, size=size)
   path = pathlib.Path(path)
   tmp = temp_sibling(path, "tmp")
   try:
@@ -209,6 +221,24 @@ def write_file_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], objec
     raise write_error(e, what, path, size=size, note=_kept(path)) from e
   finally:
     _remove(tmp)
+  return path
+
+
+def _write_object(path: AnyPath, write: Callable[[BinaryIO], object], *, what: str, size: int | None) -> AnyPath:
+  """Writes a bucket object through `write(f)` on a local temporary, then one upload (seen whole or not at all)."""
+  from etils import epath
+
+  path = epath.Path(path)
+  with tempfile.NamedTemporaryFile(prefix="rejax-upload-") as tmp:
+    try:
+      write(tmp)
+      tmp.flush()
+    except OSError as e:
+      raise write_error(e, what, tmp.name, size=size, note=f"(the local copy of {path})") from e
+    try:
+      copy_file(pathlib.Path(tmp.name), path)
+    except Exception as e:  # noqa: BLE001 - gcsfs, aiohttp and tf.io.gfile raise their own types
+      raise write_error(e, what, path, size=size) from e
   return path
 
 
@@ -231,6 +261,20 @@ def write_npy_atomic(path: str | os.PathLike, array, *, what: str = "array",
                            size=npy_size(array), legacy=legacy)
 
 
+def append_text(path: str | os.PathLike, text: str, *, what: str = "file") -> None:
+  """Appends `text` to the file `path` (created if missing). A bucket has no append: the object is read and
+  rewritten whole, so use this for files that stay small (a line per compiled shape, not per step)."""
+  if is_remote(path):
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    write_text_atomic(path, old + text, what=what)
+    return
+  try:
+    with open(path, "a", encoding="utf-8") as f:
+      f.write(text)
+  except OSError as e:
+    raise write_error(e, what, path, size=len(text)) from e
+
+
 def npy_size(array) -> int:
   """The bytes of `array` as a .npy file: its data and the format's header."""
   header = io.BytesIO()
@@ -240,13 +284,24 @@ def npy_size(array) -> int:
 
 # ---------------------------------------------------------------------------------------------------- directories
 def write_dir_atomic(path: str | os.PathLike, build: Callable[[pathlib.Path], object], *, what: str = "directory",
-                     size: int | None = None, replace: bool = False, legacy: Iterable[str] = ()) -> pathlib.Path:
+                     size: int | None = None, replace: bool = False, legacy: Iterable[str] = (),
+                     commit: str | None = None) -> pathlib.Path:
   """Builds the directory `path` through `build(staging)` in a hidden sibling, renamed into place when complete.
 
   An existing `path` is replaced only with `replace` (moved aside, then removed once the new one is in place; put
   back if the rename fails); otherwise it is a FileExistsError. `what`, `size` and `legacy` as for
-  write_file_atomic. Raises WriteError.
+  write_file_atomic. Raises WriteError. On a bucket the directory is uploaded with its file `commit` last (required
+  there: the file whose presence says the directory is complete).
   """
+  if is_remote(path):
+    if commit is None:
+      raise ValueError(f"{what} {path}: a directory on a bucket needs a commit file")
+    try:
+      return write_dir_remote(path, build, commit=commit, replace=replace)
+    except FileExistsError:
+      raise
+    except Exception as e:  # noqa: BLE001 - gcsfs, aiohttp and tf.io.gfile raise their own types
+      raise write_error(e, what, path, size=size) from e
   path = pathlib.Path(path)
   staging, old = temp_sibling(path, "partial"), temp_sibling(path, "old")
   moved_aside = False

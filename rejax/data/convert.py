@@ -3,7 +3,8 @@
 The output directory is a plain TFDS dataset directory (`tfds.builder_from_directory(DIR)`,
 `as_data_source(split=domain)`; no TensorFlow needed) plus `manifest.json` with per-domain counts.
 It is built under the hidden `.DIR.partial-HOST-PID` and renamed into place only when complete, so a directory named
-DIR is always a finished conversion.
+DIR is always a finished conversion. A gs:// output (ArrayRecord cannot be written to a bucket) is built in a local
+temporary directory and uploaded with the manifest last: a dataset on a bucket without its manifest is not one.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import os
 import pathlib
 import shutil
 import sys
+import tempfile
 from typing import Iterator, Sequence
 
 from rejax.data.records import RecordError, domain_of, parse_record, tfds_features, to_example
 from rejax.io import remove_stale_temps, temp_sibling
 from rejax.rows import check_file, text_lines
+from rejax.storage import as_path, is_remote, publish_dir
 
 DATASET_NAME = "reason_embed"
 MANIFEST = "manifest.json"
@@ -106,9 +109,14 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, s
   naming `file:line` (nothing is left at `output`), or with skip_invalid=True is skipped and counted.
   `num_shards` per split overrides TFDS's size-based sharding (64 MiB .. 1 GiB per shard).
   """
-  output = pathlib.Path(output)
+  output = as_path(output, "--output")
   if output.exists():
     raise FileExistsError(f"{output} already exists; remove it or choose another --output")
+  if is_remote(output):
+    with tempfile.TemporaryDirectory(prefix="rejax-convert-") as local:
+      manifest = convert(inputs, pathlib.Path(local) / "dataset", skip_invalid=skip_invalid, num_shards=num_shards)
+      publish_dir(pathlib.Path(local) / "dataset", output, commit=MANIFEST)
+    return manifest
   by_domain = expand_inputs(inputs)
   import tensorflow_datasets as tfds  # after the cheap checks: the import takes seconds
   output.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +154,7 @@ def _manifest(builder, by_domain: dict[str, list[str]]) -> dict:
 
 def read_manifest(directory: str | os.PathLike) -> dict:
   """The manifest of a converted dataset; a clear error when `directory` is not one."""
-  path = pathlib.Path(directory) / MANIFEST
+  path = as_path(directory) / MANIFEST
   if not path.is_file():
     raise FileNotFoundError(f"{directory}: not a converted dataset (no {MANIFEST}); "
                             "create one with `rejax data convert --input GLOB --output DIR`")

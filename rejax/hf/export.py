@@ -35,6 +35,7 @@ from rejax.hf.sentence_transformers_layout import query_prompts, write_sentence_
 from rejax.hf.tokenizer import save_eos_tokenizer
 from rejax.models import Decoder, DecoderConfig, load_config, merge_lora
 from rejax.models.config import as_dtype
+from rejax.storage import as_path, same_or_inside
 
 # The bare (no LM head) transformers class of each family: what an embedder is.
 ARCHITECTURES = {"qwen3": "Qwen3Model", "llama": "LlamaModel"}
@@ -83,10 +84,9 @@ def check_export_dir(output: pathlib.Path, base_dir: pathlib.Path, *, overwrite:
                      what: str = "output") -> None:
   """Raises ExportError (naming `what`, e.g. `--output`) unless `output` may receive an export: not the base model
   directory nor one holding it, not a file, and absent or empty unless `overwrite` (it is then replaced whole)."""
-  out, base = output.resolve(), base_dir.resolve()
-  if out == base:
+  if same_or_inside(output, base_dir) and same_or_inside(base_dir, output):
     raise ExportError(f"{what} {output} is the base model directory; export to a new directory")
-  if base.is_relative_to(out):
+  if same_or_inside(base_dir, output):
     raise ExportError(f"{what} {output} holds the base model directory {base_dir}; export to a new directory")
   if output.exists() and not output.is_dir():
     raise ExportError(f"{what} {output}: is a file, not a directory")
@@ -116,7 +116,7 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   max_shard_size: above this total, weights are split into files of at most this size with an index.
   overwrite: replace a non-empty `output` (whole; see `check_export_dir` for what is never replaced).
   """
-  output = pathlib.Path(output)
+  output = as_path(output, "output")
   base_dir = resolve_model_dir(base_dir)
   check_export_dir(output, base_dir, overwrite=overwrite)
   base = _base_config(base_dir)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pathlib
 
 from rejax.assets import asset_dir
+from rejax.staging import staged
+from rejax.storage import as_path, is_remote
 
 # What an embedding model needs from a hub repo: config, weights, tokenizer. Not *.bin, not GGUF.
 _PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "1_Pooling/*", "2_Normalize/*"]
@@ -17,6 +19,8 @@ def is_hub_id(source: str | pathlib.Path) -> bool:
   """True when `source` is not a local path but reads as a hub id `org/name`."""
   path = pathlib.Path(source).expanduser()
   name = str(source)
+  if is_remote(name):
+    return False
   return not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~"))
 
 
@@ -36,12 +40,15 @@ def snapshot(repo_id: str, patterns: list[str], *, what: str, advice: str,
         f"could not fetch {what} from the Hugging Face hub ({type(e).__name__}: {e}). Offline? {advice}") from e
 
 
-def resolve_model_dir(model: str | pathlib.Path) -> pathlib.Path:
+def resolve_model_dir(model: str | pathlib.Path, what: str = "model") -> pathlib.Path:
   """A local directory holding the model: `model` itself if it is one, `asset:NAME` from rejax.assets
-  (the offline tokenizers and SmolLM2), else its hub snapshot."""
+  (the offline tokenizers and SmolLM2), a gs:// directory staged on this host (rejax.staging), else its hub
+  snapshot. `what` names the flag or config key in errors."""
   asset = asset_dir(model)
   if asset is not None:
     return asset
+  if is_remote(model):
+    return staged(as_path(model, what), what, required="config.json")
   path = pathlib.Path(model).expanduser()
   if path.is_dir():
     return path

@@ -17,6 +17,7 @@ import pathlib
 import re
 import secrets
 import shutil
+import tempfile
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -27,6 +28,7 @@ from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
 from rejax.hf.names import hf_ref
+from rejax.storage import as_path, is_remote, publish_dir
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -115,11 +117,17 @@ def staged_directory(output: str | pathlib.Path, *, writer: bool = True) -> Iter
   """Yields a new empty directory beside `output` to write into; when the block completes it replaces `output`
   whole (`replace_directory`), and on an error it is removed. So `output` only ever names a complete directory,
   the old one or the new one, even when the process is killed. A process that does not write (writer=False)
-  gets `output` itself and nothing happens."""
-  output = pathlib.Path(output)
+  gets `output` itself and nothing happens. A gs:// `output` is built in a local temporary directory and uploaded
+  with config.json last (rejax.storage.publish_dir): an export on a bucket without config.json is not one."""
   if not writer:
     yield output
     return
+  if is_remote(output):
+    with tempfile.TemporaryDirectory(prefix="rejax-export-") as local:
+      yield pathlib.Path(local)
+      publish_dir(pathlib.Path(local), as_path(output), commit="config.json", replace=True)
+    return
+  output = pathlib.Path(output)
   output.parent.mkdir(parents=True, exist_ok=True)
   staging = output.with_name(f".{output.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
   staging.mkdir()

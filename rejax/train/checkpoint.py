@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from rejax.io import STORAGE_ERRNOS, storage_errno, write_error
+from rejax.storage import as_path, is_remote, remove_dir
 from rejax.train.step import TrainState
 
 UNFINISHED = "*.orbax-checkpoint-tmp*"  # a step Orbax is still writing (or was, when its process was killed)
@@ -55,7 +56,8 @@ class Checkpointer:
 
   def __init__(self, workdir: str | pathlib.Path, *, every: int, keep: int, async_save: bool = True,
                best_metric: str | None = None):
-    self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    workdir = as_path(workdir)
+    self.directory = (workdir if is_remote(workdir) else workdir.absolute()) / "checkpoints"
     self.best_metric = best_metric
     if best_metric is None:
       options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
@@ -177,7 +179,7 @@ class Checkpointer:
     unfinished = sorted(self.directory.glob(UNFINISHED)) if self.directory.is_dir() else []
     if jax.process_index() == 0:
       for path in unfinished:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_dir(path)
       if unfinished and warn is not None:
         warn(f"removed the unfinished checkpoint save(s) {', '.join(p.name for p in unfinished)} in "
              f"{self.directory} (left by a run that stopped while saving)")
@@ -214,7 +216,10 @@ class Checkpointer:
 
 
 def _check_writable(directory: pathlib.Path) -> None:
-  """Raises the OSError of creating a file in `directory` (read-only file system, no permission), if any."""
+  """Raises the OSError of creating a file in `directory` (read-only file system, no permission), if any. A bucket
+  was checked when the run started (rejax.storage.check_store)."""
+  if is_remote(directory):
+    return
   probe = directory / f".write-probe-{os.getpid()}"
   os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600))
   probe.unlink()

@@ -24,6 +24,7 @@ from rejax.data.records import from_example
 from rejax.errors import ExportError, InputError
 from rejax.hf.export import check_export_dir, export_model
 from rejax.sharding import make_mesh, use_mesh
+from rejax.storage import AnyPath, as_path, is_remote, same_or_inside
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.lock import LOCK_FILE
 from rejax.train.program import COMPILED_STEPS, trained_variables
@@ -34,7 +35,7 @@ RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "ba
                LOCK_FILE)
 
 
-def run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+def run_config(workdir: AnyPath) -> ml_collections.ConfigDict:
   """The config a run was started with (`workdir/config.json`)."""
   if workdir.exists() and not workdir.is_dir():
     raise InputError(f"--workdir {workdir}: is a file, not a rejax train workdir")
@@ -47,49 +48,51 @@ def run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
     raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
-def own_export_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path | None:
-  """Where the run's end-of-run export goes: export_dir, relative to the workdir unless absolute (None: none)."""
+def own_export_dir(config: ml_collections.ConfigDict, workdir: AnyPath) -> AnyPath | None:
+  """Where the run's end-of-run export goes: export_dir, relative to the workdir unless absolute or a gs:// URL
+  (None: none)."""
   export_dir = config.get("export_dir") or ""
   if not export_dir:
     return None
-  return pathlib.Path(export_dir) if pathlib.Path(export_dir).is_absolute() else workdir / export_dir
+  path = as_path(export_dir, "export_dir")
+  return path if is_remote(path) or path.is_absolute() else workdir / export_dir
 
 
-def check_output(output: pathlib.Path, workdir: pathlib.Path, config: ml_collections.ConfigDict,
+def check_output(output: AnyPath, workdir: AnyPath, config: ml_collections.ConfigDict,
                  base_dir: pathlib.Path, *, overwrite: bool, what: str = "--output") -> None:
   """Raises ExportError unless the run in `workdir` may export to `output` (see the module docstring)."""
-  out, run = output.resolve(), workdir.resolve()
-  if out == run or run.is_relative_to(out):
+  if same_or_inside(workdir, output):
     raise ExportError(f"{what} {output} is (or holds) the run's workdir {workdir}; export to a new directory")
   own = own_export_dir(config, workdir)
-  if out.is_relative_to(run) and (own is None or out != own.resolve()):
+  if same_or_inside(output, workdir) and (own is None or not (same_or_inside(output, own)
+                                                               and same_or_inside(own, output))):
     allowed = f"; only its export_dir {own} may be written there" if own is not None else ""
     raise ExportError(f"{what} {output} is inside the run's workdir {workdir}{allowed}")
-  entries = [e for e in RUN_ENTRIES if (run / e).resolve().is_relative_to(out) or out.is_relative_to(run / e)]
+  entries = [e for e in RUN_ENTRIES if same_or_inside(workdir / e, output) or same_or_inside(output, workdir / e)]
   if entries:
     raise ExportError(f"{what} {output} would replace the run's {entries[0]} in {workdir}")
   check_export_dir(output, base_dir, overwrite=overwrite, what=what)
 
 
-def check_own_export_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path, base_dir: pathlib.Path) -> bool:
+def check_own_export_dir(config: ml_collections.ConfigDict, workdir: AnyPath, base_dir: pathlib.Path) -> bool:
   """Whether the run's end-of-run export may replace what its export_dir holds (checked when the run starts, so
   a bad export_dir fails before training): yes for a directory inside the workdir or an earlier export; a
   non-empty directory that is no export raises ExportError naming export_dir."""
   own = own_export_dir(config, workdir)
   if own is None:
     return False
-  replace = own.resolve().is_relative_to(workdir.resolve()) or looks_like_export(own)
+  replace = same_or_inside(own, workdir) or looks_like_export(own)
   check_output(own, workdir, config, base_dir, overwrite=replace, what="export_dir")
   return replace
 
 
-def looks_like_export(directory: pathlib.Path) -> bool:
+def looks_like_export(directory: AnyPath) -> bool:
   """Whether `directory` holds what `export_model` writes (so replacing it loses only an older export)."""
   return all((directory / name).is_file() for name in ("config.json", "modules.json",
                                                          "config_sentence_transformers.json"))
 
 
-def training_instructions(data_dir: pathlib.Path) -> dict[str, str]:
+def training_instructions(data_dir: AnyPath) -> dict[str, str]:
   """domain -> the instruction (`prompt`) of its first training record."""
   import tensorflow_datasets as tfds
 
@@ -97,11 +100,11 @@ def training_instructions(data_dir: pathlib.Path) -> dict[str, str]:
   return {domain: from_example(source[0])["prompt"] for domain, source in sorted(sources.items()) if len(source)}
 
 
-def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
-               step: int | str | None = None, overwrite: bool = False) -> pathlib.Path:
+def export_run(workdir: str | AnyPath, output: str | AnyPath, *,
+               step: int | str | None = None, overwrite: bool = False) -> AnyPath:
   """Writes checkpoint `step` (default: the latest; "best": the one kept by eval.keep_best) of the run in
   `workdir` to `output`, replacing a non-empty `output` only when `overwrite`; returns `output`."""
-  workdir, output = pathlib.Path(workdir), pathlib.Path(output)
+  workdir, output = as_path(workdir, "--workdir"), as_path(output, "--output")
   config = run_config(workdir)
   base_dir = base_model_dir(config, workdir)
   check_output(output, workdir, config, base_dir, overwrite=overwrite)  # before anything is loaded
@@ -134,4 +137,4 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, *,
   checkpoints.close()
   if jax.process_index() == 0:
     print(f"exported step {step} of {workdir} to {output}", flush=True)
-  return pathlib.Path(output)
+  return output

@@ -12,6 +12,9 @@ other), so the second refuses at once, naming the workdir and the holder. The lo
     does not enforce flock), the run refuses; a reused pid (a process younger than the lock) or a workdir copied
     from a running one's is stale.
 
+On a bucket (a gs:// workdir) there is no flock: `rejax.train.bucket_lock.BucketLock` holds the workdir instead,
+with an object created only if absent and kept alive by a heartbeat (its docstring says what that guarantees).
+
 Multi-host runs (jax.process_count() > 1): only process 0 takes the lock, and its verdict is broadcast, so every
 process of a refused run stops at the same point with the same kind of one-line error, and the processes of one
 run never refuse each other. One lock per run, not per process: process 0 writes what the workdir holds besides
@@ -44,6 +47,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from rejax.io import HOST, process_alive, write_error
+from rejax.storage import is_remote
+from rejax.train.bucket_lock import BucketLock
 
 LOCK_FILE = "run.lock"
 
@@ -161,9 +166,7 @@ class RunLock:
     raise WorkdirInUseError(f"--workdir {self.workdir}: could not lock {self.path}: it keeps being replaced")
 
   def _in_use(self, holder: Holder, why: str = "") -> WorkdirInUseError:
-    return WorkdirInUseError(
-        f"--workdir {self.workdir}: in use by another rejax train ({holder}){why}; two runs on one workdir would "
-        f"overwrite each other's checkpoints. Wait for it to end or stop it (the lock is {self.path})")
+    return _in_use(self.workdir, f"{holder}{why}")
 
 
 # ---------------------------------------------------------------------------------------------------- the run's lock
@@ -174,7 +177,10 @@ def lock_workdir(workdir: str | pathlib.Path, warn: Callable[[str], None] = prin
   lock, refusal = None, None
   if jax.process_index() == 0:
     try:
-      lock = RunLock(workdir).acquire(warn)
+      if is_remote(workdir):
+        lock = BucketLock(workdir, lambda holder: _in_use(workdir, holder)).acquire(warn)
+      else:
+        lock = RunLock(workdir).acquire(warn)
     except Exception as e:  # noqa: BLE001 - every process must hear of it before process 0 raises
       refusal = e
   if jax.process_count() > 1:
@@ -209,6 +215,12 @@ def releases_workdir_lock(fn: Callable) -> Callable:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def _in_use(workdir, holder: str) -> WorkdirInUseError:
+  return WorkdirInUseError(
+      f"--workdir {workdir}: in use by another rejax train ({holder}); two runs on one workdir would "
+      f"overwrite each other's checkpoints. Wait for it to end or stop it (the lock is {workdir / LOCK_FILE})")
+
+
 def _read(fd: int) -> bytes:
   return os.pread(fd, 1 << 20, 0)
 

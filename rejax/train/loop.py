@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import json
 import math
-import pathlib
 import sys
 import time
 from typing import Any, Callable
@@ -24,8 +23,9 @@ import ml_collections
 
 from rejax.data import text
 from rejax.data.pipeline import PipelineConfig, make_dataset
-from rejax.io import write_error, write_text_atomic
+from rejax.io import append_text, write_text_atomic
 from rejax.sharding import make_mesh, use_mesh
+from rejax.storage import AnyPath, as_path, check_store
 from rejax.train import distributed
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.config import to_json, validate
@@ -45,13 +45,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @releases_workdir_lock
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coordinator: str | None = None,
+def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordinator: str | None = None,
           num_processes: int | None = None, process_id: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
   # ---------------------------------------------------------------- distributed init, config rules
   distributed.initialize(coordinator, num_processes, process_id)
   validate(config, jax.device_count())
-  workdir = pathlib.Path(workdir)
+  workdir = as_path(workdir, "--workdir")  # a local directory or gs://BUCKET/PATH (rejax.storage)
+  check_store(workdir, "--workdir")
   lock_workdir(workdir, warn=_warn)  # a second run on this workdir stops here; released when train() ends
   primary = jax.process_index() == 0
 
@@ -123,6 +124,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, coo
           last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s, evaluate)
           pending, resolved = None, pending.resolved
         if save_due:
+          logger.flush()  # on a bucket metrics.jsonl is rewritten now and then: whole up to every checkpoint
           checkpoints.save(step + 1, state, data_iter, {"step": step + 1, **checkpoint_meta},
                            figures=last if eval_due else None, force=step + 1 == config.total_steps)
       if pending is not None:
@@ -174,7 +176,7 @@ class Pending:
     return values
 
 
-def _record_compile(logger: RunLogger, workdir: pathlib.Path, shapes: dict, seconds: float, compiled) -> None:
+def _record_compile(logger: RunLogger, workdir: AnyPath, shapes: dict, seconds: float, compiled) -> None:
   """Logs a newly compiled step shape and appends its memory figures to COMPILED_STEPS (process 0)."""
   figures = memory_figures(compiled)
   logger.info(f"compiled the step for {', '.join(f'{k} {s}' for k, s in shapes.items())} in {seconds:.1f}s; "
@@ -182,12 +184,7 @@ def _record_compile(logger: RunLogger, workdir: pathlib.Path, shapes: dict, seco
   if jax.process_index() == 0:
     record = {"shapes": {k: list(s) for k, s in shapes.items()}, "compile_seconds": round(seconds, 2),
               **(figures or {})}
-    line = json.dumps(record) + "\n"
-    try:
-      with open(workdir / COMPILED_STEPS, "a", encoding="utf-8") as f:
-        f.write(line)
-    except OSError as e:
-      raise write_error(e, "the compiled step's memory figures to", workdir / COMPILED_STEPS, size=len(line)) from e
+    append_text(workdir / COMPILED_STEPS, json.dumps(record) + "\n", what="the compiled step's memory figures to")
 
 
 def _warn(message: str) -> None:

@@ -1,5 +1,9 @@
 """What a run needs in its workdir before the loop starts: the base model directory, the converted
-dataset and the (sharded) model, each made once by process 0 and found again on resume."""
+dataset and the (sharded) model, each made once by process 0 and found again on resume.
+
+With a gs:// workdir both are written to the bucket (uploaded with their commit file last: config.json, the
+dataset's manifest), the base model is staged to each host's local cache to be read (rejax.staging), and the
+converted dataset is read from the bucket by Grain directly."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from rejax.data.convert import MANIFEST, convert
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.load import load_decoder
 from rejax.io import write_dir_atomic
+from rejax.staging import staged
+from rejax.storage import AnyPath, as_path, check_store
 from rejax.models import LoRAConfig, config_from_hf_dict, init_decoder
 
 
@@ -28,19 +34,21 @@ def decoder_runtime(config: ml_collections.ConfigDict) -> dict:
               attention_impl=m.attention_impl or None, lora=lora)
 
 
-def base_model_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
-  """The HF directory the run starts from: model.path, or for a random model `workdir/base_model`
-  (model.hf_config as config.json + the tokenizer of model.tokenizer), written once by process 0."""
+def base_model_dir(config: ml_collections.ConfigDict, workdir: AnyPath) -> pathlib.Path:
+  """The local HF directory the run starts from: model.path (staged on this host if it is on a bucket), or for a
+  random model `workdir/base_model` (model.hf_config as config.json + the tokenizer of model.tokenizer), written
+  once by process 0 (and staged by every host from a bucket)."""
   if config.model.path:
-    return resolve_model_dir(config.model.path)
+    return resolve_model_dir(config.model.path, what="model.path")
   base = workdir / "base_model"
   if jax.process_index() == 0 and not (base / "config.json").is_file():
-    write_base_model(base, resolve_model_dir(config.model.tokenizer), config.model.hf_config.to_dict())
+    write_base_model(base, resolve_model_dir(config.model.tokenizer, what="model.tokenizer"),
+                     config.model.hf_config.to_dict())
   barrier("base_model")
-  return base
+  return staged(base, "the run's base_model", required="config.json")
 
 
-def write_base_model(base: pathlib.Path, tokenizer_dir: pathlib.Path, hf_config: dict) -> None:
+def write_base_model(base: AnyPath, tokenizer_dir: pathlib.Path, hf_config: dict) -> None:
   """`base`: the tokenizer files of `tokenizer_dir` and `hf_config` as config.json, built in a hidden sibling and
   renamed into place whole (rejax.io.write_dir_atomic), so a full disk or a kill never leaves half a model; an
   incomplete `base` (no config.json) is replaced."""
@@ -54,13 +62,15 @@ def write_base_model(base: pathlib.Path, tokenizer_dir: pathlib.Path, hf_config:
     (staging / "config.json").write_text(config_text)
 
   write_dir_atomic(base, build, what="the base model", size=sum(f.stat().st_size for f in files) + len(config_text),
-                   replace=True, legacy=[f"{base.name}.partial"])  # the staging directory of earlier versions
+                   replace=True, legacy=[f"{base.name}.partial"],  # the staging directory of earlier versions
+                   commit="config.json")  # the staging directory of earlier versions
 
 
-def dataset_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
-  """data.path if it is a converted dataset; if it holds released JSONL instead, its conversion under
-  `workdir/data` (made once, by process 0)."""
-  path = pathlib.Path(config.data.path)
+def dataset_dir(config: ml_collections.ConfigDict, workdir: AnyPath) -> AnyPath:
+  """data.path if it is a converted dataset (read where it is, a bucket too); if it holds released JSONL instead,
+  its conversion under `workdir/data` (made once, by process 0)."""
+  path = as_path(config.data.path, "data.path")
+  check_store(path, "data.path")
   if (path / MANIFEST).is_file():
     return path
   if not path.is_dir() or not (list(path.glob("*.jsonl")) or list(path.glob("*.jsonl.gz"))):
@@ -68,7 +78,7 @@ def dataset_dir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pat
                             "directory of `{domain}-formatted.jsonl[.gz]` files")
   converted = workdir / "data"
   if jax.process_index() == 0 and not (converted / MANIFEST).is_file():
-    convert([str(path / "*.jsonl*")], converted)
+    convert([str(staged(path, "data.path") / "*.jsonl*")], converted)
   barrier("dataset")
   return converted
 
