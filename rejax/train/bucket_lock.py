@@ -43,7 +43,8 @@ class BucketLock:
     self.workdir = workdir
     self.path = workdir / "run.lock"
     self._in_use = in_use
-    self._blob = None
+    self._bucket = None
+    self._name = ""
     self._generation: int | None = None
     self._started = ""
     self._stop = threading.Event()
@@ -54,8 +55,8 @@ class BucketLock:
     from google.cloud import storage
 
     client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or "rejax")
-    name = str(self.path)[len("gs://") + len(bucket_of(self.path)) + 1:]
-    self._blob = client.bucket(bucket_of(self.path)).blob(name)
+    self._name = str(self.path)[len("gs://") + len(bucket_of(self.path)) + 1:]
+    self._bucket = client.bucket(bucket_of(self.path))
     self._started = _now()
     try:
       self._write(if_generation_match=0)
@@ -64,10 +65,10 @@ class BucketLock:
     except api.PreconditionFailed:
       pass
     try:
-      self._blob.reload()
-      generation = self._blob.generation
-      body = self._blob.download_as_bytes(if_generation_match=generation)
-    except (api.NotFound, api.PreconditionFailed):  # released or replaced meanwhile: try once more from the top
+      current = self._bucket.get_blob(self._name)  # a fresh Blob: one that knows a generation reads only that one
+      generation = current.generation
+      body = current.download_as_bytes(if_generation_match=generation)
+    except (AttributeError, api.NotFound, api.PreconditionFailed):  # released or replaced meanwhile: once more
       return self._retake(warn)
     holder = _parse(body)
     why = _stale_reason(holder)
@@ -90,13 +91,10 @@ class BucketLock:
          "that still beats keeps the workdir; one that stopped, e.g. preempted, is taken over)")
     while True:
       time.sleep(_POLL_S)
-      try:
-        self._blob.reload()
-      except Exception as e:  # noqa: BLE001
-        if type(e).__name__ == "NotFound":
-          return "it was released"
-        raise
-      if self._blob.generation != generation:
+      current = self._bucket.get_blob(self._name)
+      if current is None:
+        return "it was released"
+      if current.generation != generation:
         raise self._in_use(_describe(holder))
       why = _stale_reason(holder)
       if why is not None:
@@ -120,15 +118,16 @@ class BucketLock:
       return
     generation, self._generation = self._generation, None
     try:
-      self._blob.delete(if_generation_match=generation)
+      self._bucket.blob(self._name).delete(if_generation_match=generation)
     except Exception:  # noqa: BLE001 - taken over, or the store is gone: nothing of ours to remove
       pass
 
   def _write(self, *, if_generation_match: int) -> None:
     body = json.dumps({"pid": os.getpid(), "host": HOST, "started": self._started, "workdir": str(self.workdir),
                        "argv": sys.argv, "heartbeat": _now()}) + "\n"
-    self._blob.upload_from_string(body, content_type="application/json", if_generation_match=if_generation_match)
-    self._generation = self._blob.generation
+    blob = self._bucket.blob(self._name)
+    blob.upload_from_string(body, content_type="application/json", if_generation_match=if_generation_match)
+    self._generation = blob.generation
 
   def _start_heartbeat(self) -> None:
     self._thread = threading.Thread(target=self._beat, name="rejax-lock-heartbeat", daemon=True)
