@@ -145,7 +145,7 @@ class BucketLock:
 
 
 def _now() -> str:
-  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+  return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def _parse(body: bytes) -> dict:
