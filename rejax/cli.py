@@ -12,10 +12,31 @@ import sys
 MAX_FLAG_INT = 2**31 - 1
 
 
+def _locate(args: argparse.Namespace, *, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
+  """Turns the path flags of `args` into paths (rejax.storage): each output a local path or a gs:// URL whose bucket
+  answers; each input a local path, or a gs:// one staged on this host first (rejax.staging). Before any work."""
+  from rejax.staging import staged
+  from rejax.storage import as_path, check_store
+
+  for name in outputs + inputs:
+    value = getattr(args, name)
+    if value is None:
+      continue
+    flag = "--" + name.replace("_", "-")
+    path = as_path(value, flag)
+    check_store(path, flag)
+    setattr(args, name, staged(path, flag, log=_stderr) if name in inputs else path)
+
+
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
   from rejax.eval.cache import save_npy_atomic
   from rejax.rows import check_output_file, read_rows
 
+  _locate(args, inputs=("input",), outputs=("output",))
   check_output_file(args.output, "--output")
   texts = [record["text"] for record in read_rows(args.input, {"text": str}, allow_empty=False)]
   embeddings = _data_parallel_encoder(args).encode(texts, instruction=args.instruction)
@@ -26,6 +47,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
   from rejax.eval.command import run_eval
 
+  _locate(args, inputs=("dataset",), outputs=("output", "run_out"))
   run_eval(args, make_encoder=_data_parallel_encoder)
 
 
@@ -67,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> None:
   if workdir.exists() and not workdir.is_dir():
     raise InputError(f"--workdir {args.workdir}: is a file, not a directory")
   train(config, workdir, coordinator=args.coordinator, num_processes=args.num_processes,
-        process_id=args.process_id)
+        process_id=args.process_id, heartbeat_timeout=args.heartbeat_timeout)
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -197,18 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest="command", required=True)
 
   encode = commands.add_parser("encode", help="embed the texts of a JSONL file into an .npy matrix")
-  encode.add_argument("--model", required=True, help="Hugging Face model directory (Qwen3 or Llama) or hub id")
-  encode.add_argument("--input", required=True, type=pathlib.Path, help='JSONL, one {"text": ...} per line')
-  encode.add_argument("--output", required=True, type=pathlib.Path, help="output .npy, float32 [N, hidden]")
+  encode.add_argument("--model", required=True,
+                      help="Hugging Face model directory (Qwen3 or Llama; or gs://...) or hub id")
+  encode.add_argument("--input", required=True, help='JSONL, one {"text": ...} per line (a file or gs://...)')
+  encode.add_argument("--output", required=True, help="output .npy, float32 [N, hidden] (a file or gs://...)")
   encode.add_argument("--instruction", help="format each text as `Instruct: {instruction}\\nQuery: {text}`")
   _add_encoder_args(encode)
   encode.set_defaults(run=cmd_encode)
 
   evaluate = commands.add_parser("eval", help="retrieval metrics of a model (or bm25) on a BEIR dataset, BRIGHT "
                                                "or R2MED; or a report comparing the models evaluated in a directory")
-  evaluate.add_argument("--model", help="HF model directory or hub id, or `bm25`")
+  evaluate.add_argument("--model", help="HF model directory (or gs://...), hub id, or `bm25`")
   source = evaluate.add_mutually_exclusive_group(required=True)
-  source.add_argument("--dataset", type=pathlib.Path, help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+  source.add_argument("--dataset", help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv (a directory or "
+                                        "gs://...)")
   source.add_argument("--bright", help="BRIGHT: a directory in the layout of the hub's xlangai/BRIGHT "
                                        "(examples/, documents/), or that hub id when online")
   source.add_argument("--r2med", help="R2MED: a directory with one folder per task, or the hub org R2MED when online")
@@ -217,11 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--tasks", help="comma-separated benchmark tasks (default: all, in the paper's order)")
   evaluate.add_argument("--long-documents", action="store_true",
                         help="BRIGHT's long-document setting (long_documents, gold_ids_long)")
-  evaluate.add_argument("--output", type=pathlib.Path,
-                        help="RESULTS.json (required with --dataset; benchmarks default to "
+  evaluate.add_argument("--output",
+                        help="RESULTS.json, a file or gs://... (required with --dataset; benchmarks default to "
                              "results/{bright,r2med}/MODEL/RESULTS.json, with RESULTS.md and runs/ beside it)")
   evaluate.add_argument("--split", default="test", help="--dataset's judgments: qrels/{split}.tsv (default: test)")
-  evaluate.add_argument("--run-out", type=pathlib.Path, help="TREC run file: qid Q0 docid rank score tag")
+  evaluate.add_argument("--run-out", help="TREC run file: qid Q0 docid rank score tag (a file or gs://...)")
   evaluate.add_argument("--instruction", help="query instruction (`Instruct: ...\\nQuery: ...`)")
   evaluate.add_argument("--top-k", type=positive_int, default=1000)
   evaluate.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf"],
@@ -240,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--coordinator", help="host:port of process 0, for multi-process runs outside TPU pods / SLURM")
   train.add_argument("--num-processes", type=positive_int)
   train.add_argument("--process-id", type=non_negative_int)
+  train.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                     help="multi-process runs: a process silent this long is taken as lost, and every other one stops "
+                          "naming it (default: JAX's, 100)")
   train.set_defaults(run=cmd_train)
 
   plan = commands.add_parser("plan", help="compile the run's train step for a TPU topology or cpu:N without the "

@@ -6,8 +6,11 @@
 #       --config.data.path=gs://bucket/data/reason-embed
 #
 # The repo must be at ~/rejax on every worker with `make install` done (or run this script's
-# SETUP once: it clones and installs on all workers). The workdir should be on GCS (or a shared disk)
-# so checkpoints are visible to all workers; rerunning the same command resumes.
+# SETUP once: it clones and installs on all workers). The workers share nothing but a bucket: give the
+# workdir and the data as gs:// URLs (a local path would be each worker's own disk). Checkpoints, metrics,
+# config, TensorBoard events and the export go to the bucket; each worker's disk keeps only a staging cache
+# of the base model (~/.cache/rejax/staged; 16.4 GB for Qwen3-8B in bf16). After a preemption or a crash,
+# run the same command again: it resumes from the latest checkpoint. See docs/pods.md.
 set -euo pipefail
 if [[ $# -lt 4 ]]; then
   echo "usage: $0 TPU_NAME ZONE CONFIG WORKDIR [--config.KEY=VALUE ...]" >&2

@@ -9,10 +9,12 @@ stops the others within a bounded time with one line; `rejax export` and `rejax 
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -27,8 +29,7 @@ STEPS = 8
 # is ~1e-9 (8 of 9.7M elements differed by 4e-5 with 1e-8); at 1e-6 those steps are small, and the comparison below
 # checks the storage and resume path, not the summation order of two collectives implementations. What remains
 # of that order is below 5e-6 (measured: 3 of 9.7M elements above 1e-6, the largest 1.19e-6).
-BASE = [f"--config.total_steps={STEPS}", "--config.ckpt_every=4", "--config.keep_checkpoints=2",
-        "--config.log_every=1", "--config.optim.eps=1e-6"]
+BASE = ["--config.ckpt_every=4", "--config.keep_checkpoints=2", "--config.log_every=1", "--config.optim.eps=1e-6"]
 # What a run leaves in its workdir: none of it may appear on a host's disk.
 RUN_FILES = {"metrics.jsonl", "config.json", "run.lock", "compiled_steps.jsonl", "checkpoints", "tensorboard",
              "manifest.json", "model.safetensors"}
@@ -56,8 +57,9 @@ def rejax(*args: str) -> list[str]:
   return [sys.executable, "-m", "rejax.cli", *args]
 
 
-def train_args(workdir: str, data: str, mesh: tuple[int, int], *extra: str) -> list[str]:
+def train_args(workdir: str, data: str, mesh: tuple[int, int], *extra: str, steps: int = STEPS) -> list[str]:
   return ["train", "--config", str(ROOT / "configs" / "tiny.py"), "--workdir", workdir, *BASE,
+          f"--config.total_steps={steps}",
           f"--config.data.path={data}", f"--config.mesh.data={mesh[0]}", f"--config.mesh.fsdp={mesh[1]}", *extra]
 
 
@@ -89,16 +91,12 @@ def wait_all(procs: list[subprocess.Popen], timeout: float = 900) -> None:
 
 def bucket_weights(gcs: GCSServer, prefix: str) -> dict[str, np.ndarray]:
   """The safetensors tensors under gs://pod/PREFIX, read through the store's own JSON API."""
-  import urllib.parse
-  import urllib.request
-
   from safetensors.numpy import load
 
   weights = {}
   for name in sorted(gcs.objects("pod", prefix)):
     if name.endswith(".safetensors"):
-      url = f"{gcs.url}/storage/v1/b/pod/o/{urllib.parse.quote(name, safe='')}?alt=media"
-      weights.update(load(urllib.request.urlopen(url, timeout=60).read()))
+      weights.update(load(download(gcs, name)))
   return weights
 
 
@@ -123,34 +121,102 @@ def pod_data(gcs, tmp_path_factory) -> str:
   return "gs://pod/data"
 
 
-def test_two_host_pod_killed_and_rerun_exports_the_single_process_weights(gcs, pod_data, tmp_path):
-  # The reference: one process of 4 devices, local workdir and local data, the same config and mesh.
-  reference = tmp_path / "reference"
+@pytest.fixture(scope="module")
+def pod_run(gcs, pod_data, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+  """(reference workdir, pod directory): the reference run (one process of 4 devices, local workdir and data, the
+  same config and mesh) and a 2-host pod run on gs://pod/run2, killed -9 on every host once its step-4 checkpoint
+  is committed, then started again with the same command."""
+  tmp = tmp_path_factory.mktemp("pod")
+  reference = tmp / "reference"
   run_ok(rejax(*train_args(str(reference / "run"), str(ROOT / "sample_data" / "reason_embed"), (2, 2))),
          host_env(gcs, reference, 4), ROOT)
-
   args = train_args("gs://pod/run2", pod_data, (2, 2))
-  procs = start_pod(gcs, tmp_path, 2, args)
+  procs = start_pod(gcs, tmp, 2, args)
   kill_when(procs[0], lambda: "run2/checkpoints/4/commit_success.txt" in gcs.objects("pod", "run2/checkpoints/4/"),
-            timeout=600)
+            timeout=600, poll=0.25)
   for p in procs[1:]:
     p.kill()
     p.wait()
   assert not any(k.startswith("run2/checkpoints/8") for k in gcs.objects("pod", "run2/"))
-  wait_all(start_pod(gcs, tmp_path, 2, args))
+  wait_all(start_pod(gcs, tmp, 2, args))
+  return reference / "run", tmp
 
+
+def test_two_host_pod_killed_and_rerun_exports_the_single_process_weights(gcs, pod_run):
+  reference, pod = pod_run
   objects = gcs.objects("pod", "run2/")
   for name in ("config.json", "metrics.jsonl", "compiled_steps.jsonl", "base_model/config.json",
                "export/config.json", "export/modules.json", "checkpoints/8/commit_success.txt"):
     assert f"run2/{name}" in objects, name
   assert any(k.startswith("run2/tensorboard/events.out.tfevents") for k in objects)
   assert "run2/run.lock" not in objects  # released at the end
-  ours, theirs = bucket_weights(gcs, "run2/export/"), exported_weights(reference / "run" / "export")
+  ours, theirs = bucket_weights(gcs, "run2/export/"), exported_weights(reference / "export")
   assert sorted(ours) == sorted(theirs)
   for name in theirs:
     np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=5e-6, err_msg=name)
   for host in ("host0", "host1"):
-    assert leaked(tmp_path / host) == [], host
+    assert leaked(pod / host) == [], host
+
+
+def test_export_and_eval_read_and_write_the_bucket(gcs, pod_run, tmp_path):
+  reference, _ = pod_run
+  host = tmp_path / "host"
+  env = host_env(gcs, host, 1)
+  run_ok(rejax("export", "--workdir", "gs://pod/run2", "--output", "gs://pod/exported"), env, host)
+  exported = bucket_weights(gcs, "exported/")
+  for name, value in bucket_weights(gcs, "run2/export/").items():  # the same step: the same bytes
+    np.testing.assert_array_equal(exported[name], value, err_msg=name)
+
+  beir = small_beir(tmp_path / "beir")
+  for path in sorted(beir.rglob("*")):
+    if path.is_file():
+      upload(gcs, path, f"beir/{path.relative_to(beir)}")
+  run_ok(rejax("eval", "--model", "gs://pod/exported", "--dataset", "gs://pod/beir", "--output",
+               "gs://pod/results/RESULTS.json", "--run-out", "gs://pod/results/run.trec"), env, host)
+  staged_model = host / "home" / ".cache" / "rejax" / "staged" / "pod" / "exported"
+  run_ok(rejax("eval", "--model", str(staged_model), "--dataset", str(beir), "--output", str(tmp_path / "local.json"),
+               "--run-out", str(tmp_path / "local.trec")), env, host)
+  ours, local = json.loads(download(gcs, "results/RESULTS.json")), json.loads((tmp_path / "local.json").read_text())
+  assert ours["model"] == "gs://pod/exported" and local["model"] == str(staged_model)
+  same = lambda results: {k: v for k, v in results.items() if k not in ("model", "seconds")}
+  assert same(ours) == same(local)
+  assert download(gcs, "results/run.trec") == (tmp_path / "local.trec").read_bytes()
+  assert leaked(host) == []
+
+
+def small_beir(root: pathlib.Path, queries: int = 8, others: int = 120) -> pathlib.Path:
+  """A BEIR dataset cut from the shipped CACM: `queries` judged queries, their judged documents and `others`."""
+  cacm = ROOT / "sample_data" / "cacm"
+  qrels = [line.split("\t") for line in (cacm / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+  kept_queries = sorted({q for q, _, _ in qrels})[:queries]
+  judged = {d for q, d, _ in qrels if q in kept_queries}
+  corpus = [json.loads(line) for line in (cacm / "corpus.jsonl").read_text().splitlines()]
+  docs = [d for d in corpus if d["_id"] in judged] + [d for d in corpus if d["_id"] not in judged][:others]
+  (root / "qrels").mkdir(parents=True)
+  (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+  (root / "queries.jsonl").write_text("".join(
+      line + "\n" for line in (cacm / "queries.jsonl").read_text().splitlines()
+      if json.loads(line)["_id"] in kept_queries))
+  (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+      "\t".join(row) + "\n" for row in qrels if row[0] in kept_queries))
+  return root
+
+
+def upload(gcs: GCSServer, path: pathlib.Path, name: str) -> None:
+  import urllib.parse
+  import urllib.request
+
+  request = urllib.request.Request(f"{gcs.url}/upload/storage/v1/b/pod/o?uploadType=media&name="
+                                   f"{urllib.parse.quote(name, safe='')}", data=path.read_bytes(), method="POST")
+  urllib.request.urlopen(request, timeout=60).read()
+
+
+def download(gcs: GCSServer, name: str) -> bytes:
+  import urllib.parse
+  import urllib.request
+
+  url = f"{gcs.url}/storage/v1/b/pod/o/{urllib.parse.quote(name, safe='')}?alt=media"
+  return urllib.request.urlopen(url, timeout=60).read()
 
 
 def exported_weights(export_dir: pathlib.Path) -> dict[str, np.ndarray]:
@@ -160,3 +226,33 @@ def exported_weights(export_dir: pathlib.Path) -> dict[str, np.ndarray]:
   for f in sorted(export_dir.glob("*.safetensors")):
     weights.update(load_file(f))
   return weights
+
+
+@pytest.mark.slow  # ~6 min on 2 cores; `make test-slow`
+def test_four_host_pod_stops_when_one_host_is_lost_and_resumes_to_the_single_process_weights(gcs, pod_data,
+                                                                                               tmp_path):
+  """v5p-32's preset shape scaled down: 4 hosts x 2 devices, data 2 x fsdp 4. One host is killed -9 once its
+  step-4 checkpoint is committed; the others stop within the heartbeat timeout naming the lost task; the same
+  command on every host then ends with the export of a single-process run on 8 devices."""
+  reference = tmp_path / "reference"
+  steps = 40  # the lost host is needed for 36 more steps: the others cannot finish without it
+  run_ok(rejax(*train_args(str(reference / "run"), str(ROOT / "sample_data" / "reason_embed"), (2, 4), steps=steps)),
+         host_env(gcs, reference, 8), ROOT)
+  args = train_args("gs://pod/run4", pod_data, (2, 4), "--heartbeat-timeout", "20", steps=steps)
+  procs = start_pod(gcs, tmp_path, 4, args)
+  kill_when(procs[2], lambda: "run4/checkpoints/4/commit_success.txt" in gcs.objects("pod", "run4/checkpoints/4/"),
+            timeout=900, poll=0.25)
+  lost = time.monotonic()
+  survivors = [procs[i] for i in (0, 1, 3)]
+  errors = [p.communicate(timeout=300)[1] for p in survivors]
+  stopped_after = time.monotonic() - lost
+  assert not any(k.startswith("run4/export/") for k in gcs.objects("pod", "run4/"))
+  assert all(p.returncode != 0 for p in survivors), [p.returncode for p in survivors]
+  assert any("Task 2" in e and "heartbeat" in e for e in errors), errors[0][-3000:]
+  assert stopped_after < 200, stopped_after
+  wait_all(start_pod(gcs, tmp_path, 4, args))
+  ours, theirs = bucket_weights(gcs, "run4/export/"), exported_weights(reference / "run" / "export")
+  for name in theirs:
+    np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=5e-6, err_msg=name)
+  for i in range(4):
+    assert leaked(tmp_path / f"host{i}") == [], i

@@ -189,3 +189,18 @@ def test_the_bucket_lock_beats_while_held(gcs, monkeypatch):
   hold()
   assert len(set(beats)) == 3  # the body's heartbeat moved on while the run held the lock
   assert not (workdir / "run.lock").exists()
+
+
+def test_a_bucket_workdir_of_another_run_is_one_line_before_any_work(gcs, capsys):
+  from rejax.train.config import load_config_file, to_json
+
+  workdir = url(gcs, "run")
+  other = load_config_file(str(ROOT / "configs" / "tiny.py"))
+  other.seed = 7
+  storage.as_path(workdir + "/config.json").write_text(to_json(other))
+  with pytest.raises(SystemExit) as exit_:
+    main(["train", "--config", str(ROOT / "configs" / "tiny.py"), "--workdir", workdir])
+  assert str(exit_.value) == (f"rejax train: error: --workdir {workdir}: holds another run (its config.json has "
+                              "seed=7, this command's config seed=0); resume it with the config it was started with, "
+                              "or use a new --workdir")
+  assert sorted(gcs.objects("unit", gcs.prefix)) == [f"{gcs.prefix}/run/config.json"]  # nothing else written

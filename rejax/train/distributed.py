@@ -21,20 +21,25 @@ from rejax.data.packing import pack
 from rejax.sharding import batch_sharding, batch_shards
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+               heartbeat_timeout: int | None = None) -> None:
   """Starts jax.distributed when running multi-process; a no-op for one process.
 
   With `coordinator` (host:port), num_processes and process_id are required. Without, JAX's cluster
   detection is used when a TPU pod or SLURM job is visible (TPU_WORKER_HOSTNAMES, SLURM_NTASKS > 1).
+  `heartbeat_timeout` (seconds; JAX's default 100 when None): how long a lost process (killed, crashed, its host
+  gone) may be silent before the coordination service stops every other process, naming it.
   """
+  timeouts = {} if heartbeat_timeout is None else {"heartbeat_timeout_seconds": heartbeat_timeout}
   if coordinator:
     if num_processes is None or process_id is None:
       raise ValueError("--coordinator needs --num-processes and --process-id")
     # CPU devices need a collectives backend to talk across processes; GPU/TPU ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+                               **timeouts)
   elif _cluster_visible():
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeouts)
 
 
 def _cluster_visible() -> bool:

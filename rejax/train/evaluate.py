@@ -24,6 +24,8 @@ from rejax.eval.beir import load_beir
 from rejax.eval.encode import Encoder
 from rejax.eval.metrics import evaluate
 from rejax.eval.search import build_index, search
+from rejax.staging import staged
+from rejax.storage import as_path
 from rejax.train.logger import RunLogger
 from rejax.train.step import TrainState
 
@@ -40,7 +42,7 @@ class DevEval:
 
   def __init__(self, eval_cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state: TrainState, tokenizer,
                mesh: Mesh, logger: RunLogger):
-    self.dataset = load_beir(eval_cfg.dataset, eval_cfg.split)
+    self.dataset = load_beir(staged(as_path(eval_cfg.dataset, "eval.dataset"), "eval.dataset"), eval_cfg.split)
     self.dataset.instruction = eval_cfg.instruction or None
     self.logger = logger
     # Abstract: the encoder keeps no weights of its own (those of the state it is given are donated each step).

@@ -38,7 +38,7 @@ from rejax.train.logger import RunLogger
 from rejax.train.program import (COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx,
                                  memory_figures, packed_row_multiple, reasoning_pass, trained_variables)
 from rejax.train.step import init_train_state
-from rejax.train.workdir import base_model_dir, build_model, dataset_dir
+from rejax.train.workdir import base_model_dir, build_model, check_same_run, dataset_dir
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; the run stopped before saving anything after it."""
@@ -46,14 +46,16 @@ class NonFiniteLossError(FloatingPointError):
 
 @releases_workdir_lock
 def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordinator: str | None = None,
-          num_processes: int | None = None, process_id: int | None = None) -> dict[str, Any]:
+          num_processes: int | None = None, process_id: int | None = None,
+          heartbeat_timeout: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
   # ---------------------------------------------------------------- distributed init, config rules
-  distributed.initialize(coordinator, num_processes, process_id)
+  distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout)
   validate(config, jax.device_count())
   workdir = as_path(workdir, "--workdir")  # a local directory or gs://BUCKET/PATH (rejax.storage)
   check_store(workdir, "--workdir")
   lock_workdir(workdir, warn=_warn)  # a second run on this workdir stops here; released when train() ends
+  check_same_run(config, workdir)  # a workdir of another run (other model, seed, loss) stops here
   primary = jax.process_index() == 0
 
   # ---------------------------------------------------------------- mesh

@@ -17,12 +17,14 @@ import ml_collections
 from jax.experimental import multihost_utils
 
 from rejax.data.convert import MANIFEST, convert
+from rejax.errors import InputError
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.load import load_decoder
 from rejax.io import write_dir_atomic
 from rejax.staging import staged
 from rejax.storage import AnyPath, as_path, check_store
 from rejax.models import LoRAConfig, config_from_hf_dict, init_decoder
+from rejax.train.config import to_json
 
 
 def decoder_runtime(config: ml_collections.ConfigDict) -> dict:
@@ -32,6 +34,47 @@ def decoder_runtime(config: ml_collections.ConfigDict) -> dict:
                     targets=tuple(m.lora.targets)) if m.lora.enabled else None
   return dict(dtype=jnp.dtype(m.dtype), param_dtype=jnp.dtype(m.param_dtype), remat=m.remat,
               attention_impl=m.attention_impl or None, lora=lora)
+
+
+# The keys that make a run what it is: a workdir whose config.json differs in one of them holds another run, whose
+# checkpoints this config cannot resume (other weights or shapes) or would silently continue as if they were its own.
+RUN_IDENTITY = ("seed", "model.path", "model.hf_config", "model.tokenizer", "model.lora.enabled", "model.lora.rank",
+                "model.lora.targets", "loss.kind")
+
+
+def check_same_run(config: ml_collections.ConfigDict, workdir: AnyPath) -> None:
+  """Raises InputError naming the first key of RUN_IDENTITY in which `workdir/config.json` (an earlier run's)
+  differs from `config`; nothing when the workdir holds no run yet."""
+  path = workdir / "config.json"
+  if not path.is_file():
+    return
+  try:
+    saved = json.loads(path.read_text(encoding="utf-8"))
+  except ValueError as e:
+    raise InputError(f"{path}: not valid JSON ({e}); is --workdir {workdir} a rejax run?") from None
+  ours = json.loads(to_json(config))
+  for key in RUN_IDENTITY:
+    theirs, mine = _lookup(saved, key), _lookup(ours, key)
+    if theirs is not _MISSING and theirs != mine:
+      raise InputError(f"--workdir {workdir}: holds another run (its config.json has {key}={_short(theirs)}, this "
+                       f"command's config {key}={_short(mine)}); resume it with the config it was started with, or "
+                       "use a new --workdir")
+
+
+_MISSING = object()
+
+
+def _lookup(tree: dict, dotted: str):
+  for part in dotted.split("."):
+    if not isinstance(tree, dict) or part not in tree:
+      return _MISSING
+    tree = tree[part]
+  return tree
+
+
+def _short(value) -> str:
+  text = json.dumps(value, sort_keys=True, default=str)
+  return text if len(text) <= 80 else text[:77] + "..."
 
 
 def base_model_dir(config: ml_collections.ConfigDict, workdir: AnyPath) -> pathlib.Path:
