@@ -25,11 +25,7 @@ def _locate(args: argparse.Namespace, *, inputs: tuple[str, ...] = (), outputs: 
     flag = "--" + name.replace("_", "-")
     path = as_path(value, flag)
     check_store(path, flag)
-    setattr(args, name, staged(path, flag, log=_stderr) if name in inputs else path)
-
-
-def _stderr(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
+    setattr(args, name, staged(path, flag) if name in inputs else path)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:

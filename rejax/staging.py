@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pathlib
+import sys
 from typing import Callable
 
 from rejax.io import write_dir_atomic, write_file_atomic, write_text_atomic
@@ -30,7 +31,8 @@ def staged(path: AnyPath, what: str, *, required: str | None = None,
            log: Callable[[str], None] | None = None) -> pathlib.Path:
   """A local copy of `path` (a file or a directory; returned as is when local). `required`: a file the directory
   must hold (config.json of a model: an upload that never completed is refused, not staged); `log` hears what is
-  copied. Raises FileNotFoundError naming `what` when nothing is at `path`."""
+  copied (default: a line on stderr, as a copy of a big model takes a while). Raises FileNotFoundError naming `what`
+  when nothing is at `path`."""
   if not is_remote(path):
     return pathlib.Path(path)
   check_store(path, what)
@@ -47,8 +49,7 @@ def staged(path: AnyPath, what: str, *, required: str | None = None,
   if local.exists() and stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
     return local
   total = sum(listing.values())
-  if log is not None:
-    log(f"staging {path} ({len(listing)} file(s), {total / 2**20:.1f} MiB) into {local}")
+  (log or _to_stderr)(f"staging {path} ({len(listing)} file(s), {total / 2**20:.1f} MiB) into {local}")
   if "" in listing:  # one object
     write_file_atomic(local, lambda f: _stream(path, f), what=what, size=total)
   else:
@@ -56,6 +57,10 @@ def staged(path: AnyPath, what: str, *, required: str | None = None,
                      what=what, size=total, replace=True)
   write_text_atomic(stamp, json.dumps({"source": str(path), "digest": digest, "bytes": total}) + "\n")
   return local
+
+
+def _to_stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
 
 
 def _stream(source: AnyPath, f) -> None:

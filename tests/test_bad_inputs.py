@@ -915,6 +915,7 @@ def test_metrics_truncation_on_a_full_disk_keeps_the_file(tmp_path, monkeypatch)
 def test_a_compiled_step_record_the_disk_cannot_take_is_one_line_naming_the_file(tmp_path, monkeypatch):
   import errno
 
+  from rejax import io
   from rejax.io import WriteError
   from rejax.train import loop
 
@@ -925,7 +926,7 @@ def test_a_compiled_step_record_the_disk_cannot_take_is_one_line_naming_the_file
   def full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-  monkeypatch.setattr(loop, "open", full_disk, raising=False)  # the module's `open`, not the builtin
+  monkeypatch.setattr(io, "open", full_disk, raising=False)  # the module's `open`, not the builtin
   with pytest.raises(WriteError, match=f"could not write the compiled step's memory figures to "
                                        f"{tmp_path / 'compiled_steps.jsonl'}: No space left on device"):
     loop._record_compile(Logger(), tmp_path, {"query_ids": (4, 64)}, 1.0, compiled=None)

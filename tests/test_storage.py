@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import time
 
 import pytest
@@ -198,9 +200,31 @@ def test_a_bucket_workdir_of_another_run_is_one_line_before_any_work(gcs, capsys
   other = load_config_file(str(ROOT / "configs" / "tiny.py"))
   other.seed = 7
   storage.as_path(workdir + "/config.json").write_text(to_json(other))
-  with pytest.raises(SystemExit) as exit_:
-    main(["train", "--config", str(ROOT / "configs" / "tiny.py"), "--workdir", workdir])
-  assert str(exit_.value) == (f"rejax train: error: --workdir {workdir}: holds another run (its config.json has "
-                              "seed=7, this command's config seed=0); resume it with the config it was started with, "
-                              "or use a new --workdir")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "rejax.cli", "train", "--config", str(ROOT / "configs" / "tiny.py"),
+                         "--workdir", workdir], env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"rejax train: error: --workdir {workdir}: holds another run (its config.json has "
+      "seed=7, this command's config seed=0); resume it with the config it was started with, or use a new --workdir")
   assert sorted(gcs.objects("unit", gcs.prefix)) == [f"{gcs.prefix}/run/config.json"]  # nothing else written
+
+
+def test_encode_reads_a_model_and_texts_from_the_bucket_and_writes_the_embeddings_there(gcs, tiny_model_factory,
+                                                                                          tmp_path, capsys):
+  import numpy as np
+
+  model_dir = tiny_model_factory("qwen3_tied")[0]
+  texts = tmp_path / "in.jsonl"
+  texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ("a cat", "the dog barks", "ice melts")))
+  flags = ["--max-length", "16", "--batch-size", "2"]
+  main(["encode", "--model", str(model_dir), "--input", str(texts), "--output", str(tmp_path / "local.npy"), *flags])
+  bucket_model = storage.as_path(url(gcs, "model"))
+  write_dir_atomic(bucket_model, lambda d: [storage.copy_file(f, d / f.name) for f in model_dir.iterdir()],
+                   commit="config.json")
+  storage.copy_file(texts, storage.as_path(url(gcs, "in.jsonl")))
+  main(["encode", "--model", str(bucket_model), "--input", url(gcs, "in.jsonl"), "--output", url(gcs, "out.npy"),
+        *flags])
+  with storage.as_path(url(gcs, "out.npy")).open("rb") as f:
+    np.testing.assert_array_equal(np.load(f), np.load(tmp_path / "local.npy"))
+  assert "staging gs://unit/" in capsys.readouterr().err  # the model and the texts, once each

@@ -80,6 +80,7 @@ def sharded_run(tmp_path_factory) -> pathlib.Path:
   return workdir
 
 
+@pytest.mark.slow  # ~3 min; the default suite's kill -9 resume is tests/test_pod.py's (2 hosts on gs://, same check)
 def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference_run, tmp_path):
   workdir = tmp_path / "run"
   proc = subprocess.Popen(train_cmd(workdir), env=env_with(1), cwd=ROOT, stdout=subprocess.DEVNULL,
