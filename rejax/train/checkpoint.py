@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from rejax.io import STORAGE_ERRNOS, storage_errno, write_error
-from rejax.storage import as_path, is_remote, remove_dir
+from rejax.storage import as_path, copy_file, files_under, is_remote, remove_dir
 from rejax.train.step import TrainState
 
 UNFINISHED = "*.orbax-checkpoint-tmp*"  # a step Orbax is still writing (or was, when its process was killed)
@@ -133,7 +133,12 @@ class Checkpointer:
     aside = self.directory.with_name("checkpoints.unreadable")
     if jax.process_index() == 0:
       aside.mkdir(exist_ok=True)
-      (self.directory / str(step)).rename(aside / str(step))
+      if is_remote(aside):  # no rename on a bucket: copied, then removed commit file first
+        for name, path in files_under(self.directory / str(step)):
+          copy_file(path, aside / str(step) / name)
+        remove_dir(self.directory / str(step), commit="commit_success.txt")
+      else:
+        (self.directory / str(step)).rename(aside / str(step))
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"rejax:set_aside:{step}")
     self.manager.reload()

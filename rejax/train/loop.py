@@ -35,6 +35,7 @@ from rejax.train.flops import peak_flops
 from rejax.train.goodput import StepWork, step_work
 from rejax.train.lock import lock_workdir, releases_workdir_lock
 from rejax.train.logger import RunLogger
+from rejax.train.peers import watch_peers
 from rejax.train.program import (COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx,
                                  memory_figures, packed_row_multiple, reasoning_pass, trained_variables)
 from rejax.train.step import init_train_state
@@ -48,9 +49,23 @@ class NonFiniteLossError(FloatingPointError):
 def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordinator: str | None = None,
           num_processes: int | None = None, process_id: int | None = None,
           heartbeat_timeout: int | None = None) -> dict[str, Any]:
-  """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
-  # ---------------------------------------------------------------- distributed init, config rules
+  """Trains (or resumes) the run in `workdir`; returns the last logged metrics. A multi-process run's processes
+  watch each other (rejax.train.peers): when one is lost, or fails, the others stop with one line naming it."""
   distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout)
+  watch = watch_peers(heartbeat_timeout)
+  try:
+    last = _train(config, workdir)
+  except BaseException:
+    if watch is not None:
+      watch.stop()
+    raise
+  if watch is not None:
+    watch.finish()
+  return last
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath) -> dict[str, Any]:
+  # ---------------------------------------------------------------- config rules, workdir
   validate(config, jax.device_count())
   workdir = as_path(workdir, "--workdir")  # a local directory or gs://BUCKET/PATH (rejax.storage)
   check_store(workdir, "--workdir")
