@@ -55,8 +55,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordina
   watch = watch_peers(heartbeat_timeout)
   try:
     last = _train(config, workdir)
-  except BaseException:
+  except BaseException as e:
     if watch is not None:
+      watch.explain(e)  # a collective that failed because a peer is gone: the watch ends the run naming it
       watch.stop()
     raise
   if watch is not None:

@@ -10,7 +10,9 @@ clocks need not agree), and that has not said it finished, is lost: the reader p
     rejax train: error: process 2 of 4 (host tpu-w-2) stopped answering 10s ago: it was killed, crashed or ...
 
 and exits with status 1. It must exit from the watching thread (`os._exit`): the main thread is blocked inside a
-collective that will never complete. A process that returns from the run says so (`rejax/done/<i>`) first, so a
+collective that will never complete. A collective that fails instead (gloo notices the closed connection before the
+heartbeats do) is explained the same way: the main thread waits for the watch to name the lost process
+(`explain`). A process that returns from the run says so (`rejax/done/<i>`) first, so a
 peer that finishes later (process 0 writing the export) is not taken for lost.
 
 `lost_after` is half of jax.distributed's heartbeat timeout, so this line comes before JAX's own abort. The beat is a
@@ -30,6 +32,8 @@ import jax
 from rejax.io import HOST
 
 BEAT_S = 2.0
+# What a collective's error says when the process at the other end went away.
+_PEER_GONE = ("closed by peer", "Connection reset", "Gloo", "NCCL", "heartbeat", "UNAVAILABLE", "Socket closed")
 JAX_HEARTBEAT_TIMEOUT_S = 100  # jax.distributed.initialize's default
 
 
@@ -46,6 +50,14 @@ class PeerWatch:
     self.client.key_value_set(f"rejax/host/{self.me}", HOST, allow_overwrite=True)
     self._thread = threading.Thread(target=self._run, name="rejax-peer-watch", daemon=True)
     self._thread.start()
+
+  def explain(self, error: BaseException) -> None:
+    """If `error` is a collective that failed because a peer went away (gloo's or NCCL's connection to it closed
+    before JAX noticed), waits for the watch to name the lost process: it then ends this process with its line.
+    Returns (at most lost_after + 2 beats later) when no peer is lost: `error` is this process's own."""
+    if not any(sign in str(error) for sign in _PEER_GONE):
+      return
+    self._thread.join(timeout=self.lost_after + 2 * BEAT_S)
 
   def stop(self) -> None:
     """Stops beating without saying done: this process failed, and the others are to stop too, naming it."""
