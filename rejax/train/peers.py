@@ -12,8 +12,9 @@ clocks need not agree), and that has not said it finished, is lost: the reader p
 and exits with status 1. It must exit from the watching thread (`os._exit`): the main thread is blocked inside a
 collective that will never complete. A collective that fails instead (gloo notices the closed connection before the
 heartbeats do) is explained the same way: the main thread waits for the watch to name the lost process
-(`explain`). A process that returns from the run says so (`rejax/done/<i>`) first, so a
-peer that finishes later (process 0 writing the export) is not taken for lost.
+(`explain`). Process 0 hosts the coordination service, so it leaves a few beats after the others; when it is the
+one lost, JAX's own abort may still come first. A process that returns from the run says so (`rejax/done/<i>`)
+first, so a peer that finishes later (process 0 writing the export) is not taken for lost.
 
 `lost_after` is half of jax.distributed's heartbeat timeout, so this line comes before JAX's own abort. The beat is a
 Python thread; it needs the GIL once every BEAT_S seconds, which JAX, Orbax and the tokenizers release in their
@@ -105,6 +106,8 @@ class PeerWatch:
 def _lost(what: str) -> None:
   print(f"rejax train: error: {what}: it was killed, crashed or lost its host; every process of this run stops. "
         "Run the same command on every host to resume from the latest checkpoint", file=sys.stderr, flush=True)
+  if jax.process_index() == 0:  # it hosts the coordination service: leave last, so the others can say it too
+    time.sleep(3 * BEAT_S)
   os._exit(1)
 
 
