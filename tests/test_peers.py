@@ -22,7 +22,11 @@ multihost_utils.sync_global_devices("started")
 print("started", flush=True)
 if jax.process_index() == 1:
   time.sleep(600)
-multihost_utils.sync_global_devices("never: process 1 is killed first")
+try:  # as rejax.train.loop.train does: a collective that fails because the peer is gone waits for the watch
+  multihost_utils.sync_global_devices("never: process 1 is killed first")
+except Exception as e:
+  watch.explain(e)
+  raise
 """
 
 
