@@ -14,7 +14,8 @@ MAX_FLAG_INT = 2**31 - 1
 
 def _locate(args: argparse.Namespace, *, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
   """Turns the path flags of `args` into paths (rejax.storage): each output a local path or a gs:// URL whose bucket
-  answers; each input a local path, or a gs:// one staged on this host first (rejax.staging). Before any work."""
+  answers; each input a local path, or a gs:// one staged on this host first (rejax.staging, which checks its
+  bucket). Before any work."""
   from rejax.staging import staged
   from rejax.storage import as_path, check_store
 
@@ -24,8 +25,11 @@ def _locate(args: argparse.Namespace, *, inputs: tuple[str, ...] = (), outputs: 
       continue
     flag = "--" + name.replace("_", "-")
     path = as_path(value, flag)
-    check_store(path, flag)
-    setattr(args, name, staged(path, flag) if name in inputs else path)
+    if name in inputs:
+      path = staged(path, flag)
+    else:
+      check_store(path, flag)
+    setattr(args, name, path)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:

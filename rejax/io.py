@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 
-from rejax.storage import AnyPath, copy_file, is_remote, write_dir_remote
+from rejax.storage import AnyPath, as_path, copy_file, is_remote, write_dir_remote
 
 HOST = socket.gethostname()
 
@@ -226,9 +226,7 @@ def write_file_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], objec
 
 def _write_object(path: AnyPath, write: Callable[[BinaryIO], object], *, what: str, size: int | None) -> AnyPath:
   """Writes a bucket object through `write(f)` on a local temporary, then one upload (seen whole or not at all)."""
-  from etils import epath
-
-  path = epath.Path(path)
+  path = as_path(path)
   with tempfile.NamedTemporaryFile(prefix="rejax-upload-") as tmp:
     try:
       write(tmp)
@@ -265,6 +263,7 @@ def append_text(path: str | os.PathLike, text: str, *, what: str = "file") -> No
   """Appends `text` to the file `path` (created if missing). A bucket has no append: the object is read and
   rewritten whole, so use this for files that stay small (a line per compiled shape, not per step)."""
   if is_remote(path):
+    path = as_path(path)
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     write_text_atomic(path, old + text, what=what)
     return

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import sys
 from typing import Callable
 
@@ -51,7 +52,7 @@ def staged(path: AnyPath, what: str, *, required: str | None = None,
   total = sum(listing.values())
   (log or _to_stderr)(f"staging {path} ({len(listing)} file(s), {total / 2**20:.1f} MiB) into {local}")
   if "" in listing:  # one object
-    write_file_atomic(local, lambda f: _stream(path, f), what=what, size=total)
+    write_file_atomic(local, lambda f: _copy_into(path, f), what=what, size=total)
   else:
     write_dir_atomic(local, lambda staging: [copy_file(path / name, staging / name) for name in listing],
                      what=what, size=total, replace=True)
@@ -63,10 +64,9 @@ def _to_stderr(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
 
 
-def _stream(source: AnyPath, f) -> None:
+def _copy_into(source: AnyPath, f) -> None:
   with source.open("rb") as src:
-    while chunk := src.read(_CHUNK):
-      f.write(chunk)
+    shutil.copyfileobj(src, f, _CHUNK)
 
 
 def _listing(path: AnyPath) -> dict[str, int] | None:

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Union
 
 from etils import epath
 
-from rejax.errors import InputError
+from rejax.errors import InputError, one_line
 
 AnyPath = Union[pathlib.Path, epath.Path]
 
@@ -54,7 +54,8 @@ def is_remote(path: str | os.PathLike) -> bool:
 
 
 def as_path(path: str | os.PathLike, what: str = "path") -> AnyPath:
-  """The path a command uses for `path`: an absolute pathlib.Path, or an epath.Path for `gs://bucket/...`.
+  """The path a command uses for `path`: a pathlib.Path (as given, `~` expanded), or an epath.Path for
+  `gs://bucket/...` (without a trailing slash).
   `what` names the flag or config key in the error for a scheme rejax does not write (`s3://`, `http://`)."""
   if isinstance(path, epath.Path) and is_remote(path):
     return path
@@ -63,7 +64,7 @@ def as_path(path: str | os.PathLike, what: str = "path") -> AnyPath:
     bucket = text.split("/")[2]
     if not bucket:
       raise InputError(f"{what} {text}: no bucket name (expected gs://BUCKET/PATH)")
-    return epath.Path(text.rstrip("/") if text.count("/") > 3 or not text.endswith("/") else text)
+    return epath.Path(text.rstrip("/"))
   if text.lower().startswith(_UNSUPPORTED):
     raise InputError(f"{what} {text}: rejax reads and writes local paths and gs:// URLs only")
   return pathlib.Path(text).expanduser()
@@ -93,32 +94,34 @@ def check_store(path: AnyPath, what: str) -> None:
   try:
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth
-    from google.cloud import storage
+    from google.cloud import storage  # noqa: F401 - its absence is the error below
   except ImportError as e:
-    raise StorageError(f"{what} {path}: gs:// needs google-cloud-storage and gcsfs (pip install 'rejax[gcs]'): "
-                       f"{e}") from None
+    raise StorageError(f"{what} {path}: gs:// needs google-cloud-storage and gcsfs (rejax's dependencies; "
+                       f"reinstall rejax): {e}") from None
   import requests
 
   try:
-    client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or "rejax")
-    client.get_bucket(bucket, timeout=CHECK_TIMEOUT_S, retry=None)
+    storage_client().get_bucket(bucket, timeout=CHECK_TIMEOUT_S, retry=None)
   except auth.DefaultCredentialsError as e:
-    raise StorageError(f"{what} {path}: no Google Cloud credentials ({_first_line(e)}); on a TPU VM or GCE the "
+    raise StorageError(f"{what} {path}: no Google Cloud credentials ({one_line(e)[:200]}); on a TPU VM or GCE the "
                        "VM's service account provides them, elsewhere run `gcloud auth application-default login` "
                        "or set GOOGLE_APPLICATION_CREDENTIALS") from None
   except api.NotFound:
     raise StorageError(f"{what} {path}: bucket gs://{bucket} does not exist (create it, or check the name)") from None
   except (api.Forbidden, api.Unauthorized, auth.RefreshError) as e:
-    raise StorageError(f"{what} {path}: these credentials may not use bucket gs://{bucket} ({_first_line(e)})") \
+    raise StorageError(f"{what} {path}: these credentials may not use bucket gs://{bucket} ({one_line(e)[:200]})") \
         from None
   except (requests.exceptions.RequestException, api.ServiceUnavailable, api.GatewayTimeout, OSError) as e:
     raise StorageError(f"{what} {path}: the store did not answer within {CHECK_TIMEOUT_S:.0f}s "
-                       f"({type(e).__name__}: {_first_line(e)[:200]})") from None
+                       f"({type(e).__name__}: {one_line(e)[:200]})") from None
 
 
-def _first_line(error: BaseException) -> str:
-  lines = str(error).strip().splitlines()
-  return lines[0] if lines else type(error).__name__
+def storage_client():
+  """A google-cloud-storage client. Its project is only billed for what it creates, and rejax creates no bucket:
+  $GOOGLE_CLOUD_PROJECT if set, else a placeholder (no metadata-server lookup for one)."""
+  from google.cloud import storage
+
+  return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or "rejax")
 
 
 # ---------------------------------------------------------------------------------------------------- directories

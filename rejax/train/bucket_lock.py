@@ -29,7 +29,7 @@ import time
 from typing import Callable
 
 from rejax.io import HOST, process_alive
-from rejax.storage import bucket_of
+from rejax.storage import bucket_of, storage_client
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 120.0
@@ -52,9 +52,8 @@ class BucketLock:
 
   def acquire(self, warn: Callable[[str], None] = print) -> BucketLock:
     from google.api_core import exceptions as api
-    from google.cloud import storage
 
-    client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or "rejax")
+    client = storage_client()
     self._name = str(self.path)[len("gs://") + len(bucket_of(self.path)) + 1:]
     self._bucket = client.bucket(bucket_of(self.path))
     self._started = _now()

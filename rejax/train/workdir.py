@@ -106,7 +106,7 @@ def write_base_model(base: AnyPath, tokenizer_dir: pathlib.Path, hf_config: dict
 
   write_dir_atomic(base, build, what="the base model", size=sum(f.stat().st_size for f in files) + len(config_text),
                    replace=True, legacy=[f"{base.name}.partial"],  # the staging directory of earlier versions
-                   commit="config.json")  # the staging directory of earlier versions
+                   commit="config.json")
 
 
 def dataset_dir(config: ml_collections.ConfigDict, workdir: AnyPath) -> AnyPath:
