@@ -3,6 +3,11 @@
 Parameters and activations are annotated with logical names (`embed`, `heads`, `batch`, ...). Only the rule
 table below names mesh axes; configs may replace it. Batches shard over data x fsdp, parameters FSDP-style
 over `fsdp` and Megatron-style over `tensor`.
+
+Several slices (multislice): `dcn_data` data-parallel groups across the data-centre network, one per TPU slice
+(per process on CPU). They are the outer, slower part of the `data` axis: the mesh's `data` axis has
+dcn_data x data devices, slice by slice, and `fsdp` and `tensor` stay inside a slice. The axes, the rule table and
+every sharding are those of one slice, so dcn_data = 1 is exactly the one-slice mesh.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any, Iterator, Sequence
 import jax
 from flax import nnx
 from flax.core import spmd
+import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -36,24 +43,52 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 
-def mesh_shape_problem(data: int, fsdp: int, tensor: int, device_count: int) -> str | None:
-  """Why a (data, fsdp, tensor) mesh cannot be laid over `device_count` devices, naming the config keys; else None."""
-  for key, size in (("data", data), ("fsdp", fsdp), ("tensor", tensor)):
+def mesh_shape_problem(data: int, fsdp: int, tensor: int, device_count: int, dcn_data: int = 1) -> str | None:
+  """Why a (data, fsdp, tensor) mesh, times `dcn_data` slices, cannot be laid over `device_count` devices, naming
+  the config keys; else None."""
+  for key, size in (("dcn_data", dcn_data), ("data", data), ("fsdp", fsdp), ("tensor", tensor)):
     if size < 1:
       return f"mesh.{key}={size}: must be >= 1"
-  if data * fsdp * tensor != device_count:
-    return (f"mesh.data x mesh.fsdp x mesh.tensor = {data} x {fsdp} x {tensor} = {data * fsdp * tensor}, "
-            f"but there are {device_count} devices")
+  total = dcn_data * data * fsdp * tensor
+  if total != device_count:
+    keys, sizes = ("mesh.data", "mesh.fsdp", "mesh.tensor"), (data, fsdp, tensor)
+    if dcn_data > 1:  # named only when set: most runs are one slice
+      keys, sizes = ("mesh.dcn_data",) + keys, (dcn_data,) + sizes
+    return f"{' x '.join(keys)} = {' x '.join(map(str, sizes))} = {total}, but there are {device_count} devices"
   return None
 
 
-def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A (data, fsdp, tensor) mesh over `devices` (default: all), checking the sizes multiply up."""
+def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None, *,
+              dcn_data: int = 1) -> Mesh:
+  """A (data, fsdp, tensor) mesh over `devices` (default: all), checking the sizes multiply up; with dcn_data > 1
+  its `data` axis spans dcn_data slices (`hybrid_device_grid`)."""
   devices = list(jax.devices() if devices is None else devices)
-  problem = mesh_shape_problem(data, fsdp, tensor, len(devices))
+  problem = mesh_shape_problem(data, fsdp, tensor, len(devices), dcn_data)
   if problem:
     raise ValueError(problem)
-  return jax.make_mesh((data, fsdp, tensor), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+  if dcn_data == 1:
+    return jax.make_mesh((data, fsdp, tensor), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+  return Mesh(hybrid_device_grid((data, fsdp, tensor), dcn_data, devices), MESH_AXES,
+              axis_types=(AxisType.Auto,) * 3)
+
+
+def hybrid_device_grid(slice_shape: Sequence[int], dcn_data: int, devices: Sequence) -> np.ndarray:
+  """Devices [dcn_data x data, fsdp, tensor]: each slice's devices laid out as `slice_shape` over its own
+  interconnect, the slices stacked along `data`, so only the data-parallel gradient reduction crosses the DCN.
+
+  Slices are the devices' `slice_index` (TPU multislice). Devices all in one slice or without one (CPU and GPU
+  report none, or 0 for every device) count each process as a slice, as jax's `process_is_granule` does.
+  """
+  by_slice = len({getattr(d, "slice_index", 0) for d in devices}) > 1
+  count = len({d.slice_index if by_slice else d.process_index for d in devices})
+  if count != dcn_data:
+    where = f"{count} slice(s)" if by_slice else f"{count} process(es), each taken as a slice (no slices reported)"
+    raise ValueError(f"mesh.dcn_data={dcn_data}: the {len(devices)} devices are in {where}; mesh.dcn_data must "
+                     "equal that number (one data-parallel group per slice)")
+  # A layout that splits no physical axis is tried first (where one exists, each slice's is jax.make_mesh's);
+  # splitting is allowed after that, as jax.make_mesh allows it on v5e.
+  return mesh_utils.create_hybrid_device_mesh(tuple(slice_shape), (dcn_data, 1, 1), devices,
+                                              process_is_granule=not by_slice, allow_split_physical_axes=True)
 
 
 def every_device_sharding(mesh: Mesh) -> NamedSharding:

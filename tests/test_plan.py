@@ -71,6 +71,10 @@ def test_a_shape_that_does_not_fit_exits_3_naming_a_remedy_that_fits_when_applie
     (["--topology", "cpu:8", "--config.mesh.dat=8"], "--config.mesh.dat: no such config key (did you mean mesh.data?)"),
     (["--topology", "cpu:8", "--config.mesh.data=3"],
      "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8"),
+    (["--topology", "cpu:8", "--num-slices", "2", "--config.mesh.fsdp=4"],
+     "--num-slices 2: --topology cpu:8 is one process's devices, one slice"),
+    (["--topology", "cpu:8", "--num-slices", "2", "--config.mesh.dcn_data=4", "--config.mesh.fsdp=2"],
+     "--num-slices 2: the config has mesh.dcn_data=4 (slices)"),
 ])
 def test_bad_plan_arguments_fail_in_one_line_naming_the_argument(args, message):
   if args[1].startswith("v9") and importlib.util.find_spec("libtpu") is None:
@@ -166,3 +170,30 @@ def test_a_step_the_tpu_compiler_refuses_for_memory_is_reported_as_not_fitting(t
   assert not shape["fits"] and "exceeds available HBM" in shape["refused"]
   assert shape["temp_bytes"] > 16 * 2**30 and shape["argument_bytes"] > 0
   assert "DOES NOT FIT (the compiler refused it)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_num_slices_sets_mesh_dcn_data_and_the_config_per_slice_mesh_stays():
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.plan import config_for_slices
+
+  config = apply_overrides(load_config_file(TINY), ["--config.mesh.data=2", "--config.mesh.fsdp=8"])
+  two = config_for_slices(config, 2)
+  assert (two.mesh.dcn_data, two.mesh.data, two.mesh.fsdp, two.mesh.tensor) == (2, 2, 8, 1)
+  assert config.mesh.dcn_data == 1  # the caller's config is left as it was
+  assert config_for_slices(two, None).mesh.dcn_data == 2  # no --num-slices: the config's own
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                    reason="libtpu is not installed (pip install 'rejax[tpu]'): no TPU compiler to plan with")
+def test_two_slices_compile_and_compare_with_the_one_slice_plan(tmp_path):
+  per_slice = ["--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+  run(plan_cmd("--topology", "v5e:2x2", "--num-slices", "2", *per_slice, "--json", str(tmp_path / "two.json")),
+      devices=1)
+  run(plan_cmd("--topology", "v5e:2x2", *per_slice, "--json", str(tmp_path / "one.json")), devices=1)
+  two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
+  assert (two["slices"], two["devices"], one["slices"], one["devices"]) == (2, 8, 1, 4)
+  (shape,), (alone,) = two["shapes"], one["shapes"]
+  assert shape["fits"] and shape["peak_bytes"] > 0
+  # the comparison row is the plan of the same global batch on one slice, as `rejax plan` without --num-slices
+  assert shape["one_slice"]["peak_bytes"] == alone["peak_bytes"]
+  assert shape["one_slice"]["estimated_seconds"] == alone["estimated_seconds"]

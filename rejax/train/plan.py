@@ -10,6 +10,10 @@ XLA counts a loop's body once: the layer scan and GradCache's chunk loops run ma
 `cost_analysis()`. The compiler's roofline time (`optimal_seconds`) is therefore scaled by the FLOPs the step
 really executes (flops.executed_step_flops: the analytic count with remat's and GradCache's extra forwards)
 over the FLOPs the compiler counted; the MFU is the model FLOPs (flops.train_step_flops) over that time.
+
+Several slices (`--num-slices N`, mesh.dcn_data = N): each shape is compiled for the N slices, then, for
+comparison, the same global batch for one slice of the topology (mesh.dcn_data = 1, the same per-slice mesh):
+the per-chip memory and the estimated time a second slice saves.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from rejax.train.config import ConfigError, apply_overrides, validate
 from rejax.train.flops import executed_step_flops, train_step_flops
 from rejax.train.program import (BatchShape, abstract_train_state, batch_shapes, jitted_train_step, make_tx,
                                  memory_figures, trained_variables)
-from rejax.train.topology import Topology
+from rejax.train.topology import Topology, resolve_topology
 from rejax.train.workdir import decoder_runtime
 
 EXIT_DOES_NOT_FIT = 3
@@ -49,19 +53,37 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, *, all_buckets: 
   validate(config, len(topology.devices))
   hf_config = architecture(config)
   domains, records = planned_domains(config)
+  one_slice = resolve_topology(topology.name, topology.device_memory_bytes) if topology.slices > 1 else None
   shapes = []
   for shape in batch_shapes(config, domains, all_buckets=all_buckets):
-    progress(f"compiling {shape.name} for {topology.name} ...")
+    progress(f"compiling {shape.name} for {slices_name(topology)} ...")
     row = compile_shape(config, hf_config, topology, shape)
     progress(f"  {describe_row(row, topology)}")
     if not row["fits"] and find_remedies:
       row["remedy"] = find_remedy(config, hf_config, topology, shape, progress)
+    if one_slice is not None:
+      row["one_slice"] = compare_one_slice(config, hf_config, one_slice, shape, row, progress)
     shapes.append(row)
-  report = {"topology": topology.name, "device_kind": topology.device_kind, "devices": len(topology.devices),
-            "device_memory_bytes": topology.device_memory_bytes, "fits": all(r["fits"] for r in shapes),
-            "shapes": shapes}
+  report = {"topology": topology.name, "slices": topology.slices, "device_kind": topology.device_kind,
+            "devices": len(topology.devices), "device_memory_bytes": topology.device_memory_bytes,
+            "fits": all(r["fits"] for r in shapes), "shapes": shapes}
   report.update(run_estimate(config, domains, records, shapes))
   return report
+
+
+def config_for_slices(config: ml_collections.ConfigDict, num_slices: int | None) -> ml_collections.ConfigDict:
+  """`config` planned on `num_slices` slices (None: the config's mesh.dcn_data): a copy with mesh.dcn_data set to
+  it, the config's mesh.data, fsdp and tensor being one slice's; a config already set to other slices is refused."""
+  if num_slices is None or num_slices == config.mesh.dcn_data:
+    return config
+  if config.mesh.dcn_data != 1:
+    raise ConfigError(f"--num-slices {num_slices}: the config has mesh.dcn_data={config.mesh.dcn_data} (slices); "
+                      "give the same number, or leave mesh.dcn_data at 1 for --num-slices to set it")
+  return apply_overrides(copy.deepcopy(config), [f"--config.mesh.dcn_data={num_slices}"])
+
+
+def slices_name(topology: Topology) -> str:
+  return topology.name if topology.slices == 1 else f"{topology.slices} slices of {topology.name}"
 
 
 def architecture(config: ml_collections.ConfigDict) -> dict:
@@ -102,7 +124,8 @@ def planned_domains(config: ml_collections.ConfigDict) -> tuple[dict[str, tuple[
 def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology, shape: BatchShape) -> dict:
   """One shape's row of the plan: the compiled step's memory per device, FLOPs and estimated time."""
   model_cfg = config_from_hf_dict(hf_config, **decoder_runtime(config))
-  mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=topology.devices)
+  mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=topology.devices,
+                   dcn_data=config.mesh.dcn_data)
   with use_mesh(mesh):
     tx = make_tx(config)
     graphdef, state = abstract_train_state(model_cfg, tx, mesh, trained_variables(config))
@@ -184,7 +207,7 @@ def remedies(config: ml_collections.ConfigDict) -> Iterator[list[str]]:
     tried = tried + ["model.remat=full"]
     yield tried
   batches = [(int(b), int(b) * int(g)) for b, g in config.data.domains.values()]
-  shards = config.mesh.data * config.mesh.fsdp
+  shards = config.mesh.dcn_data * config.mesh.data * config.mesh.fsdp
   current = config.optim.grad_cache_chunk
   for chunk in range(current - 1 if current else min(b for b, _ in batches), shards - 1, -1):
     if chunk % shards == 0 and all(b % chunk == 0 and p % chunk == 0 for b, p in batches):
@@ -210,6 +233,20 @@ def find_remedy(config: ml_collections.ConfigDict, hf_config: dict, topology: To
     if row["fits"]:
       return {"overrides": overrides, "peak_bytes": row["peak_bytes"], "estimated_seconds": row["estimated_seconds"]}
   return None
+
+
+def compare_one_slice(config: ml_collections.ConfigDict, hf_config: dict, one_slice: Topology, shape: BatchShape,
+                      row: dict, progress: Callable[[str], None]) -> dict:
+  """The same global batch compiled for one slice (mesh.dcn_data=1, the same per-slice mesh): {"peak_bytes",
+  "fits", "estimated_seconds", "speedup"}, speedup being its time over the several slices' (None without both)."""
+  single = apply_overrides(copy.deepcopy(config), ["--config.mesh.dcn_data=1"])
+  validate(single, len(one_slice.devices))
+  progress(f"  compiling {shape.name} for one slice of {one_slice.name}, to compare ...")
+  base = compile_shape(single, hf_config, one_slice, shape)
+  progress(f"    {describe_row(base, one_slice)}")
+  many, one = row["estimated_seconds"], base["estimated_seconds"]
+  return {"peak_bytes": base["peak_bytes"], "fits": base["fits"], "estimated_seconds": one,
+          "speedup": one / many if one and many else None}
 
 
 def run_estimate(config: ml_collections.ConfigDict, domains: dict, records: dict | None, shapes: list[dict]) -> dict:
@@ -244,12 +281,29 @@ def describe_row(row: dict, topology: Topology) -> str:
   return text
 
 
+def one_slice_lines(report: dict) -> list[str]:
+  """The comparison rows of a several-slice plan: each shape's global batch compiled for one slice."""
+  gib, slices = 1024**3, report["slices"]
+  header = f"{'on 1 slice':<24} {'peak GiB':>9} {'fits':>5} {'est s/step':>11} {'speed-up':>9}"
+  lines = [f"vs 1 slice: the same global batches compiled for one {report['topology']} (mesh.dcn_data=1); "
+           f"speed-up = its est. time / {slices} slices'", header, "-" * len(header)]
+  for r in report["shapes"]:
+    one = r["one_slice"]
+    est = f"{one['estimated_seconds']:.3f}" if one["estimated_seconds"] is not None else "-"
+    speedup = f"{one['speedup']:.2f}x" if one["speedup"] is not None else "-"
+    lines.append(f"{r['name']:<24} {one['peak_bytes'] / gib:>9.2f} {'yes' if one['fits'] else 'NO':>5} {est:>11} "
+                 f"{speedup:>9}")
+  return lines
+
+
 def format_table(report: dict) -> str:
   """The plan as a fixed-width table, one shape per line, then the run's estimate and the remedies."""
   gib = 1024**3
   header = (f"{'shape':<24} {'args GiB':>9} {'out GiB':>8} {'temp GiB':>9} {'peak GiB':>9} {'fits':>5} "
             f"{'TFLOP/step':>11} {'est s/step':>11} {'MFU':>5} {'tok/s/dev':>10}")
-  lines = [f"{report['topology']}: {report['devices']} x {report['device_kind']}, "
+  slices = report.get("slices", 1)
+  where = report["topology"] if slices == 1 else f"{slices} slices of {report['topology']}"
+  lines = [f"{where}: {report['devices']} x {report['device_kind']}, "
            f"{report['device_memory_bytes'] / gib:.1f} GiB each", header, "-" * len(header)]
   for r in report["shapes"]:
     est = f"{r['estimated_seconds']:.3f}" if r["estimated_seconds"] is not None else "-"
@@ -259,6 +313,8 @@ def format_table(report: dict) -> str:
     lines.append(f"{r['name']:<24} {r['argument_bytes'] / gib:>9.2f} {out:>8} "
                  f"{r['temp_bytes'] / gib:>9.2f} {r['peak_bytes'] / gib:>9.2f} {'yes' if r['fits'] else 'NO':>5} "
                  f"{r['flops'] / 1e12:>11.3g} {est:>11} {mfu:>5} {tps:>10}")
+  if slices > 1:
+    lines += one_slice_lines(report)
   if "epoch_seconds_upper_bound" in report:
     lines.append(f"epoch: {report['epoch_steps']} steps, at most {report['epoch_seconds_upper_bound'] / 3600:.2f} h; "
                  f"run: {report['run_steps']} steps, at most {report['run_seconds_upper_bound'] / 3600:.2f} h")

@@ -1,5 +1,6 @@
-"""The devices a run is planned for, without having them: a TPU slice by its topology name (compiled by
-libtpu on any machine) or `cpu:N` host devices (compiled by XLA:CPU, the same code path in `make test`)."""
+"""The devices a run is planned for, without having them: a TPU slice by its topology name, or several such
+slices joined by the data-centre network (compiled by libtpu on any machine), or `cpu:N` host devices (compiled
+by XLA:CPU, the same code path in `make test`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Topology:
   device_kind: str
   device_memory_bytes: int
   peak_flops: float | None  # bf16 matmul peak per device; None where it is not known (CPU)
+  slices: int = 1  # TPU slices (multislice); `devices` are those of every slice
 
 
 def parse_memory(text: str) -> int:
@@ -47,9 +49,15 @@ def use_cpu_devices(count: int) -> None:
       pass
 
 
-def resolve_topology(name: str, device_memory_bytes: int | None = None) -> Topology:
-  """The devices of `name` (see TOPOLOGY_FORMS); `device_memory_bytes` overrides the chip table's memory."""
+def resolve_topology(name: str, device_memory_bytes: int | None = None, num_slices: int = 1) -> Topology:
+  """The devices of `name` (see TOPOLOGY_FORMS), in `num_slices` slices of it; `device_memory_bytes` overrides the
+  chip table's memory."""
+  if num_slices < 1:
+    raise InputError(f"--num-slices {num_slices}: must be >= 1")
   if name.startswith("cpu:"):
+    if num_slices > 1:
+      raise InputError(f"--num-slices {num_slices}: --topology {name} is one process's devices, one slice; "
+                       "plan several slices of a TPU topology (e.g. v5p:2x2x4)")
     return _cpu_topology(name, device_memory_bytes)
   if not re.fullmatch(r"v[0-9][a-z]*:[0-9]+(x[0-9]+)*", name):
     raise InputError(f"--topology {name}: expected {TOPOLOGY_FORMS}")
@@ -66,18 +74,19 @@ def resolve_topology(name: str, device_memory_bytes: int | None = None) -> Topol
   os.environ.setdefault("TPU_ACCELERATOR_TYPE", _accelerator_type(name))
   from jax.experimental import topologies
 
+  slices = {"num_slices": num_slices} if num_slices > 1 else {}  # one slice: the description jax had without it
   try:
-    devices = tuple(topologies.get_topology_desc(platform="tpu", topology_name=name).devices)
+    devices = tuple(topologies.get_topology_desc(platform="tpu", topology_name=name, **slices).devices)
   except Exception as e:
     raise InputError(f"--topology {name}: libtpu does not know this topology ({type(e).__name__}: {e})") from None
   kind = devices[0].device_kind
-  if len({tuple(d.coords) for d in devices}) < len(devices):
+  if len({(getattr(d, "slice_index", 0), tuple(d.coords)) for d in devices}) < len(devices):
     raise InputError(f"--topology {name}: libtpu lists each TensorCore of a {kind} chip as a device, and jax meshes "
                      "need one device per chip; plan for a v5p, v5e or v6e topology instead")
   chip = chip_of(kind)
   if chip is None and device_memory_bytes is None:
     raise InputError(f"--topology {name}: no memory figure for device kind {kind!r}; give --device-memory")
-  return Topology(name, devices, kind, device_memory_bytes or chip[1], chip[0] if chip else None)
+  return Topology(name, devices, kind, device_memory_bytes or chip[1], chip[0] if chip else None, num_slices)
 
 
 def _accelerator_type(topology: str) -> str:
