@@ -72,6 +72,8 @@ def paper_config() -> ml_collections.ConfigDict:
   c.eval.export_best = False  # the end-of-run export (export_dir) is of the best checkpoint (needs keep_best)
 
   c.mesh = ml_collections.ConfigDict()
+  # data x fsdp x tensor devices per slice; dcn_data slices, data-parallel over the data-centre network (multislice)
+  c.mesh.dcn_data = 1
   c.mesh.data = 1
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
