@@ -80,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> None:
   from rejax.errors import InputError
   from rejax.train.config import apply_overrides, load_config_file
   from rejax.train.loop import train
+  from rejax.train.preemption import EXIT_PREEMPTED, Preempted
 
   from rejax.storage import as_path, check_store
 
@@ -88,18 +89,23 @@ def cmd_train(args: argparse.Namespace) -> None:
   check_store(workdir, "--workdir")  # a bucket that is missing or unreachable: one line before any work
   if workdir.exists() and not workdir.is_dir():
     raise InputError(f"--workdir {args.workdir}: is a file, not a directory")
-  train(config, workdir, coordinator=args.coordinator, num_processes=args.num_processes,
-        process_id=args.process_id, heartbeat_timeout=args.heartbeat_timeout)
+  try:
+    train(config, workdir, coordinator=args.coordinator, num_processes=args.num_processes,
+          process_id=args.process_id, heartbeat_timeout=args.heartbeat_timeout)
+  except Preempted as e:  # not an error: the checkpoint is complete, and the same command resumes from it
+    print(f"rejax train: {e}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_PREEMPTED)
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
   import jax
 
   from rejax.train.config import apply_overrides, load_config_file
-  from rejax.train.plan import EXIT_DOES_NOT_FIT, format_table, plan
+  from rejax.train.plan import EXIT_DOES_NOT_FIT, config_for_slices, format_table, plan
   from rejax.train.topology import resolve_topology
 
   config = apply_overrides(load_config_file(args.config), args.overrides)  # a bad key fails before any compile
+  config = config_for_slices(config, args.num_slices)
   if args.json:
     from rejax.rows import check_output_file
 
@@ -108,7 +114,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     jax.config.update("jax_platforms", "cpu")
   except RuntimeError:
     pass
-  topology = resolve_topology(args.topology, args.device_memory)
+  topology = resolve_topology(args.topology, args.device_memory, config.mesh.dcn_data)
   report = plan(config, topology, all_buckets=args.all_buckets, find_remedies=not args.no_remedies,
                 progress=lambda line: print(line, file=sys.stderr, flush=True))
   print(format_table(report), flush=True)
@@ -275,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
   plan.add_argument("--config", required=True, help="configs/NAME.py[:ARG], as for rejax train")
   plan.add_argument("--topology", required=True,
                     help="a TPU topology (v5p:2x2x4, v5e:4x4, v6e:4x4, ...; needs rejax[tpu]) or cpu:N")
+  plan.add_argument("--num-slices", type=positive_int, metavar="N",
+                    help="plan N slices of the TPU topology joined by the data-centre network (multislice): sets "
+                         "mesh.dcn_data=N, the config's mesh.data/fsdp/tensor being one slice's, and compares each "
+                         "shape with one slice (default: the config's mesh.dcn_data, 1)")
   plan.add_argument("--json", type=pathlib.Path, help="also write the plan as JSON to this new file")
   plan.add_argument("--device-memory", type=_memory_arg,
                     help="memory per device to plan against, e.g. 16GiB (default: the chip's; cpu:N: RAM / N)")

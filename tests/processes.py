@@ -1,9 +1,10 @@
-"""Killing a training subprocess at a chosen point, for the kill -9 resume tests."""
+"""Killing or signalling a training subprocess at a chosen point, for the resume and preemption tests."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from typing import Callable
 
@@ -28,3 +29,37 @@ def run_processes(commands: list[list[str]], *, env: dict, cwd, timeout: float =
   errors = [p.communicate(timeout=timeout)[1] for p in procs]
   for p, err in zip(procs, errors):
     assert p.returncode == 0, err[-4000:]
+
+
+class StderrLines:
+  """A process's stderr read line by line in a thread as it runs (tqdm's carriage returns end lines too), so a test
+  can act when a line appears and still read all of it once the process ends."""
+
+  def __init__(self, proc: subprocess.Popen):
+    self.proc, self.lines = proc, []
+    self._thread = threading.Thread(target=self._read, daemon=True)
+    self._thread.start()
+
+  def _read(self) -> None:
+    for line in self.proc.stderr:
+      self.lines.append(line.rstrip("\n"))
+
+  def wait_for(self, text: str, timeout: float = 300) -> str:
+    """The first line containing `text`, once it has appeared; fails if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+      found = next((line for line in list(self.lines) if text in line), None)
+      if found is not None:
+        return found
+      assert self.proc.poll() is None or self._thread.is_alive(), f"no line with {text!r}:\n{self.text()[-3000:]}"
+      assert time.monotonic() < deadline, f"no line with {text!r} in {timeout}s:\n{self.text()[-3000:]}"
+      time.sleep(0.02)
+
+  def finish(self, timeout: float = 600) -> int:
+    """Waits for the process and the rest of its stderr; returns its exit status."""
+    self.proc.wait(timeout=timeout)
+    self._thread.join(timeout=30)
+    return self.proc.returncode
+
+  def text(self) -> str:
+    return "\n".join(self.lines)

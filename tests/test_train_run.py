@@ -158,6 +158,20 @@ def test_two_processes_of_4_devices_log_the_one_process_8_device_losses(sharded_
     assert multi[step] == pytest.approx(reference[step], rel=1e-4), step
 
 
+def test_a_run_resumed_with_more_steps_and_another_export_dir_trains_them_and_exports_there(reference_run, tmp_path):
+  """The issue's case: a finished run resumed with --config.total_steps and --config.export_dir changed."""
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_run, workdir)
+  proc = run(train_cmd(workdir, f"--config.total_steps={STEPS + 1}", "--config.export_dir=export2"), devices=1)
+  assert f"resuming at step {STEPS} with total_steps {STEPS} -> {STEPS + 1}, export_dir \"export\" -> \"export2\"" \
+      in proc.stderr
+  assert max(losses(workdir)) == STEPS + 1
+  assert json.loads((workdir / "config.json").read_text())["export_dir"] == "export2"
+  [change] = [json.loads(line) for line in (workdir / "config_changes.jsonl").read_text().splitlines()]
+  assert change["step"] == STEPS and set(change["changes"]) == {"total_steps", "export_dir"}
+  assert exported_weights(workdir / "export2").keys() == exported_weights(reference_run / "export").keys()
+
+
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "run"
   proc = run(train_cmd(workdir, "--config.optim.lr=1e30", "--config.optim.clip_norm=0.0",

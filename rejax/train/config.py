@@ -138,7 +138,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   from rejax.train.step import LossConfig
 
   mesh = config.mesh
-  problem = mesh_shape_problem(mesh.data, mesh.fsdp, mesh.tensor, device_count)
+  problem = mesh_shape_problem(mesh.data, mesh.fsdp, mesh.tensor, device_count, mesh.dcn_data)
   if problem:
     raise ConfigError(problem)
   for key in ("total_steps", "ckpt_every", "log_every"):
@@ -148,7 +148,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     LossConfig(kind=config.loss.kind, temperature=config.loss.temperature)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  batch_shards = mesh.data * mesh.fsdp
+  batch_shards = mesh.dcn_data * mesh.data * mesh.fsdp
+  shard_keys = (f"mesh.dcn_data x mesh.data x mesh.fsdp = {mesh.dcn_data} x {mesh.data} x {mesh.fsdp}"
+                if mesh.dcn_data > 1 else "mesh.data x mesh.fsdp")
   for domain, setting in config.data.domains.items():
     if len(setting) != 2:
       raise ConfigError(f"data.domains.{domain}={setting}: expected (global batch, group size)")
@@ -156,7 +158,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     if group < 2:
       raise ConfigError(f"data.domains.{domain}: group size {group} < 2 (one positive and >= 1 negative)")
     if batch % batch_shards:
-      raise ConfigError(f"data.domains.{domain}: global batch {batch} is not divisible by mesh.data x mesh.fsdp "
+      raise ConfigError(f"data.domains.{domain}: global batch {batch} is not divisible by {shard_keys} "
                         f"= {batch_shards}")
     chunk = config.optim.grad_cache_chunk
     if chunk and (batch % chunk or (batch * group) % chunk):
@@ -165,10 +167,25 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for key in ("max_query_length", "max_passage_length"):
     if config.data[key] < MIN_LENGTH:
       raise ConfigError(f"data.{key}={config.data[key]}: must be >= {MIN_LENGTH} (a token and EOS)")
+  validate_stops(config)
   if not config.model.path and not config.model.hf_config:
     raise ConfigError("model.path is empty and model.hf_config is empty: give a model directory / hub id, "
                       "or an architecture to initialise randomly")
   validate_eval(config)
+
+
+def validate_stops(config: ml_collections.ConfigDict) -> None:
+  """The rules of `preemption.*` and `profile.*`; raises ConfigError naming the key."""
+  from rejax.train.preemption import signal_problem
+
+  problem = signal_problem(config.preemption.signals)
+  if problem:
+    raise ConfigError(problem)
+  profile = config.profile
+  if profile.steps < 0:
+    raise ConfigError(f"profile.steps={profile.steps}: must be >= 0 (0 = no profile)")
+  if profile.steps and profile.start_step < 1:
+    raise ConfigError(f"profile.start_step={profile.start_step}: must be >= 1 (step N is the N-th update)")
 
 
 def validate_eval(config: ml_collections.ConfigDict) -> None:

@@ -26,7 +26,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
   """Starts jax.distributed when running multi-process; a no-op for one process.
 
   With `coordinator` (host:port), num_processes and process_id are required. Without, JAX's cluster
-  detection is used when a TPU pod or SLURM job is visible (TPU_WORKER_HOSTNAMES, SLURM_NTASKS > 1).
+  detection is used when a TPU pod, several TPU slices or a SLURM job is visible (TPU_WORKER_HOSTNAMES,
+  MEGASCALE_NUM_SLICES, SLURM_NTASKS > 1).
   `heartbeat_timeout` (seconds; JAX's default 100 when None): how long a lost process (killed, crashed, its host
   gone) may be silent before the coordination service stops every other process, naming it.
   """
@@ -44,8 +45,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 def _cluster_visible() -> bool:
   tpu_pod = len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
+  # several slices of one host each: one worker hostname per slice, the slice count from the multislice runtime
+  multislice = int(os.environ.get("MEGASCALE_NUM_SLICES", "1")) > 1
   slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  return tpu_pod or slurm
+  return tpu_pod or multislice or slurm
 
 
 def batch_rows(mesh: Mesh, global_rows: int) -> tuple[int, int]:

@@ -28,11 +28,12 @@ from rejax.storage import AnyPath, as_path, is_remote, same_or_inside
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.lock import LOCK_FILE
 from rejax.train.program import COMPILED_STEPS, trained_variables
-from rejax.train.workdir import base_model_dir, build_model, dataset_dir
+from rejax.train.profile import PROFILE_DIR
+from rejax.train.workdir import CONFIG_CHANGES, base_model_dir, build_model, dataset_dir
 
 # What `rejax train` keeps in its workdir besides the export: an export must never replace one of them.
 RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "base_model", "data", COMPILED_STEPS,
-               LOCK_FILE)
+               LOCK_FILE, CONFIG_CHANGES, PROFILE_DIR)
 
 
 def run_config(workdir: AnyPath) -> ml_collections.ConfigDict:

@@ -1,11 +1,12 @@
 """`rejax train`: the whole run, top to bottom in data-flow order.
 
     distributed init -> workdir lock -> mesh -> model (load, shard) -> data -> state (+ resume)
-    -> step (AOT per shape) -> loop (input, step, metrics, dev evaluation, checkpoint) -> export
+    -> step (AOT per shape) -> loop (input, agreed stop, step, metrics, dev evaluation, checkpoint) -> export
 
 The same command on the same workdir resumes from the latest complete checkpoint and, because a batch
 is a pure function of (seed, step) and the step of (state, batch, seed), continues exactly as if it
-had never stopped.
+had never stopped. A preemption signal ends it after a step every process agrees on, once that step's checkpoint
+is complete (rejax.train.preemption); `rejax train` then exits with status 75.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ from rejax.train.goodput import StepWork, step_work
 from rejax.train.lock import lock_workdir, releases_workdir_lock
 from rejax.train.logger import RunLogger
 from rejax.train.peers import watch_peers
+from rejax.train.preemption import Preempted, PreemptionRequest, catch_preemption, describe
+from rejax.train.profile import StepProfiler
 from rejax.train.program import (COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx,
                                  memory_figures, packed_row_multiple, reasoning_pass, trained_variables)
 from rejax.train.step import init_train_state
-from rejax.train.workdir import base_model_dir, build_model, check_same_run, dataset_dir
+from rejax.train.workdir import (CONFIG_CHANGES, barrier, base_model_dir, build_model, check_resume, dataset_dir,
+                                 describe_changes, record_resume_changes)
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; the run stopped before saving anything after it."""
@@ -50,11 +54,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordina
           num_processes: int | None = None, process_id: int | None = None,
           heartbeat_timeout: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the last logged metrics. A multi-process run's processes
-  watch each other (rejax.train.peers): when one is lost, or fails, the others stop with one line naming it."""
+  watch each other (rejax.train.peers): when one is lost, or fails, the others stop with one line naming it.
+  A preemption signal (`preemption.signals`) to any process stops them all after one step, with a checkpoint:
+  `Preempted` is raised once it is complete (rejax.train.preemption)."""
   distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout)
+  validate(config, jax.device_count())
   watch = watch_peers(heartbeat_timeout)
   try:
-    last = _train(config, workdir)
+    with catch_preemption(config.preemption.signals) as preemption:  # after initialize: it replaces JAX's notifier
+      last = _train(config, workdir, preemption)
+  except Preempted:  # an orderly stop: every process saved the same step and is stopping too
+    if watch is not None:
+      watch.finish()
+    raise
   except BaseException as e:
     if watch is not None:
       watch.explain(e)  # a collective that failed because a peer is gone: the watch ends the run naming it
@@ -65,17 +77,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordina
   return last
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath) -> dict[str, Any]:
-  # ---------------------------------------------------------------- config rules, workdir
-  validate(config, jax.device_count())
+def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption: PreemptionRequest) -> dict[str, Any]:
+  # ---------------------------------------------------------------- workdir
   workdir = as_path(workdir, "--workdir")  # a local directory or gs://BUCKET/PATH (rejax.storage)
   check_store(workdir, "--workdir")
   lock_workdir(workdir, warn=_warn)  # a second run on this workdir stops here; released when train() ends
-  check_same_run(config, workdir)  # a workdir of another run (other model, seed, loss) stops here
+  changed = check_resume(config, workdir)  # a key a resumed run may not change (model, data, loss) stops here
   primary = jax.process_index() == 0
 
   # ---------------------------------------------------------------- mesh
-  mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, dcn_data=config.mesh.dcn_data)
   with use_mesh(mesh):
     # ------------------------------------------------------------- model: load or initialise, sharded
     base_dir = base_model_dir(config, workdir)
@@ -84,7 +95,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath) -> dict[st
 
     # ------------------------------------------------------------- data: this process's rows of each batch
     data_dir = dataset_dir(config, workdir)
-    block, blocks = distributed.batch_rows(mesh, config.mesh.data * config.mesh.fsdp)
+    block, blocks = distributed.batch_rows(mesh, config.mesh.dcn_data * config.mesh.data * config.mesh.fsdp)
     pipeline = PipelineConfig(
         data_dir=str(data_dir), tokenizer_dir=str(base_dir), domain_settings=dict(config.data.domains),
         max_query_length=config.data.max_query_length, max_passage_length=config.data.max_passage_length,
@@ -104,6 +115,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath) -> dict[st
     if not start and primary:
       workdir.mkdir(parents=True, exist_ok=True)
       write_text_atomic(workdir / "config.json", to_json(config) + "\n", what="the run's config")
+    elif changed:  # config.json becomes this command's config (export_dir, eval, ...); the change is recorded
+      record_resume_changes(config, workdir, changed, start)
+      _warn(f"resuming at step {start} with {describe_changes(changed)} (recorded in {workdir / CONFIG_CHANGES})"
+            + ("; the learning-rate schedule now spans the new total_steps" if "total_steps" in changed else ""))
     logger = RunLogger(workdir, total_steps=config.total_steps, start_step=start)
     logger.info(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
                 f"{'resuming at step ' + str(start) if start else 'starting'}; model {base_dir}")
@@ -115,22 +130,36 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath) -> dict[st
     key = jax.random.key(config.seed)
     flops_per_s = peak_flops() * jax.device_count()
     pack_rows = packed_row_multiple(config, mesh) if config.data.pack else None
+    profiler = StepProfiler(workdir, config.profile.start_step, config.profile.steps, logger.info)
 
     # ------------------------------------------------------------- the loop
     checkpoint_meta = {"seed": config.seed, "config": json.loads(to_json(config))}
     pending, last, resolved = None, {}, 0.0  # resolved: when the last step's metrics arrived
+    signalled, saved = {}, start  # signalled: process -> signal, once they agree to stop; saved: the last step saved
     try:
       for step in range(start, config.total_steps):
+        signalled = preemption.agreed()  # one answer on every process: stop before this step, save the one before
+        if signalled:
+          if pending is not None:
+            last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
+            pending = None
+          logger.info(f"stopping before step {step + 1} ({describe(signalled)}); saving step {step}")
+          if step > saved:
+            logger.flush()
+            checkpoints.save(step, state, data_iter, {"step": step, **checkpoint_meta}, force=True)
+          break
         waited = time.perf_counter()
         host_batch = next(data_iter)
         waited = time.perf_counter() - waited
         batch = distributed.to_global_batch(host_batch, mesh, pad_id, pack_rows=pack_rows)
-        state, metrics = compiled(state, batch, key)
+        with profiler.step(step + 1, previous_outputs=state):
+          state, metrics = compiled(state, batch, key)
+        profiler.after(step + 1, metrics)
         if pending is not None:  # a new shape compiled while the step before ran: not that step's time
           pending.excluded += compiled.compile_seconds
         computed = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
         work = step_work(model_cfg, host_batch, computed, reasoning_pass(config, step), blocks)
-        done = Pending(step + 1, metrics, work, waited)
+        done = Pending(step + 1, metrics, work, waited, profiled=profiler.covers(step + 1))
         if pending is not None:
           last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
           resolved = pending.resolved
@@ -145,11 +174,17 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath) -> dict[st
           logger.flush()  # on a bucket metrics.jsonl is rewritten now and then: whole up to every checkpoint
           checkpoints.save(step + 1, state, data_iter, {"step": step + 1, **checkpoint_meta},
                            figures=last if eval_due else None, force=step + 1 == config.total_steps)
+          saved = step + 1
       if pending is not None:
         last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
     finally:
+      profiler.close()
       checkpoints.wait()  # a save in flight completes even when the run stops on an error
       logger.close()
+    if signalled:  # no export: it could outlast the notice period; the same command resumes, then exports
+      checkpoints.close()
+      barrier("preempted")  # every process's part of the checkpoint is written before any process exits
+      raise Preempted(step, signalled)
 
     # ------------------------------------------------------------- export (process 0 writes)
     if config.export_dir:  # a resumed or re-run run replaces its previous export, renamed into place when complete
@@ -167,6 +202,7 @@ class Pending:
   metrics: dict
   work: StepWork
   input_wait_s: float
+  profiled: bool = False  # traced by the profiler: its timing figures (slowed by the trace) are not logged
   since: float = 0.0  # when the step before it had finished (its metrics arrived, its evaluation was done)
   excluded: float = 0.0  # seconds within its interval that were not its own (the next shape's compile)
   dispatched: float = dataclasses.field(default_factory=time.perf_counter)
@@ -183,7 +219,10 @@ class Pending:
       raise NonFiniteLossError(
           f"loss is {values['loss']} at step {self.step}; stopped without saving it. The last good checkpoint "
           "is the latest under checkpoints/; lower optim.lr, check the data, or resume with the same command.")
-    values.update(self.work.rates(seconds, flops_per_s), step_s=seconds, input_wait_s=self.input_wait_s)
+    if self.profiled:
+      values.update(profiled=1.0)
+    else:
+      values.update(self.work.rates(seconds, flops_per_s), step_s=seconds, input_wait_s=self.input_wait_s)
     self.resolved = time.perf_counter()
     if evaluate is not None:
       values.update(evaluate())

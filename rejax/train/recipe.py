@@ -71,6 +71,15 @@ def paper_config() -> ml_collections.ConfigDict:
   c.eval.keep_best = False  # keep the checkpoint with the best eval.metric besides the latest keep_checkpoints
   c.eval.export_best = False  # the end-of-run export (export_dir) is of the best checkpoint (needs keep_best)
 
+  c.preemption = ml_collections.ConfigDict()
+  # Each of these signals ends the run at a step all processes agree on, with a checkpoint, exit status 75
+  # (rejax.train.preemption); () = none (the signals then do what they do by default).
+  c.preemption.signals = ("SIGTERM", "SIGUSR1")
+
+  c.profile = ml_collections.ConfigDict()  # a jax.profiler trace of a few steps into WORKDIR/profile/
+  c.profile.start_step = 5  # the first traced step (step N is the N-th update): after the first compiles
+  c.profile.steps = 0  # how many steps to trace; 0 = off
+
   c.mesh = ml_collections.ConfigDict()
   # data x fsdp x tensor devices per slice; dcn_data slices, data-parallel over the data-centre network (multislice)
   c.mesh.dcn_data = 1

@@ -7,6 +7,7 @@ converted dataset is read from the bucket by Grain directly."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import shutil
@@ -20,7 +21,7 @@ from rejax.data.convert import MANIFEST, convert
 from rejax.errors import InputError
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.load import load_decoder
-from rejax.io import write_dir_atomic
+from rejax.io import append_text, write_dir_atomic, write_text_atomic
 from rejax.staging import staged
 from rejax.storage import AnyPath, as_path, check_store
 from rejax.models import LoRAConfig, config_from_hf_dict, init_decoder
@@ -36,40 +37,62 @@ def decoder_runtime(config: ml_collections.ConfigDict) -> dict:
               attention_impl=m.attention_impl or None, lora=lora)
 
 
-# The keys that make a run what it is: a workdir whose config.json differs in one of them holds another run, whose
-# checkpoints this config cannot resume (other weights or shapes) or would silently continue as if they were its own.
-RUN_IDENTITY = ("seed", "model.path", "model.hf_config", "model.tokenizer", "model.lora.enabled", "model.lora.rank",
-                "model.lora.targets", "loss.kind")
+# What a resumed run may change (a key, or a section and all its keys): how the run goes on, never what it trains.
+# Every other key must be as the workdir's config.json has it: other weights (model.*), batches (data.*, seed),
+# objective (loss.*) or optimizer (optim.*) would continue the checkpoints as if they were their own.
+CHANGEABLE_ON_RESUME = ("total_steps", "ckpt_every", "keep_checkpoints", "log_every", "export_dir", "eval", "mesh",
+                        "preemption", "profile", "data.num_workers", "data.pack", "data.min_bucket",
+                        "optim.grad_cache_chunk", "model.remat", "model.attention_impl")
+CONFIG_CHANGES = "config_changes.jsonl"  # in a workdir: one line per start that changed a key of CHANGEABLE_ON_RESUME
 
 
-def check_same_run(config: ml_collections.ConfigDict, workdir: AnyPath) -> None:
-  """Raises InputError naming the first key of RUN_IDENTITY in which `workdir/config.json` (an earlier run's)
-  differs from `config`; nothing when the workdir holds no run yet."""
+def check_resume(config: ml_collections.ConfigDict, workdir: AnyPath) -> dict[str, tuple]:
+  """{key: (its value in the workdir's config.json, this command's)} for the keys a resumed run changes (empty for a
+  new workdir); raises InputError naming the first other key that differs, with both values. Keys one of the two
+  configs lacks (added or removed by another rejax version) are not compared."""
   path = workdir / "config.json"
   if not path.is_file():
-    return
+    return {}
   try:
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = _flat(json.loads(path.read_text(encoding="utf-8")))
   except ValueError as e:
     raise InputError(f"{path}: not valid JSON ({e}); is --workdir {workdir} a rejax run?") from None
-  ours = json.loads(to_json(config))
-  for key in RUN_IDENTITY:
-    theirs, mine = _lookup(saved, key), _lookup(ours, key)
-    if theirs is not _MISSING and theirs != mine:
-      raise InputError(f"--workdir {workdir}: holds another run (its config.json has {key}={_short(theirs)}, this "
-                       f"command's config {key}={_short(mine)}); resume it with the config it was started with, or "
-                       "use a new --workdir")
+  ours = _flat(json.loads(to_json(config)))
+  changed = {key: (saved[key], ours[key]) for key in sorted(saved.keys() & ours.keys()) if saved[key] != ours[key]}
+  for key, (theirs, mine) in changed.items():
+    if not any(key == allowed or key.startswith(allowed + ".") for allowed in CHANGEABLE_ON_RESUME):
+      raise InputError(f"--workdir {workdir}: holds a run with {key}={_short(theirs)} (its config.json), and this "
+                       f"command's config has {key}={_short(mine)}; a resumed run may change only "
+                       f"{', '.join(CHANGEABLE_ON_RESUME)}. Resume it with {key}={_short(theirs)}, or use a new "
+                       "--workdir")
+  return changed
 
 
-_MISSING = object()
+def record_resume_changes(config: ml_collections.ConfigDict, workdir: AnyPath, changed: dict[str, tuple],
+                          step: int) -> None:
+  """Makes `config` the run's config.json and appends what changed, at which step, to CONFIG_CHANGES (process 0)."""
+  if not changed or jax.process_index() != 0:
+    return
+  record = {"step": step, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "changes": {key: {"from": theirs, "to": mine} for key, (theirs, mine) in changed.items()}}
+  append_text(workdir / CONFIG_CHANGES, json.dumps(record) + "\n", what="the config's changes to")
+  write_text_atomic(workdir / "config.json", to_json(config) + "\n", what="the run's config")
 
 
-def _lookup(tree: dict, dotted: str):
-  for part in dotted.split("."):
-    if not isinstance(tree, dict) or part not in tree:
-      return _MISSING
-    tree = tree[part]
-  return tree
+def describe_changes(changed: dict[str, tuple]) -> str:
+  return ", ".join(f"{key} {_short(theirs)} -> {_short(mine)}" for key, (theirs, mine) in changed.items())
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+  """{dotted key: value} of a config's JSON; a dict-valued key whose dict is empty (model.hf_config of a model
+  loaded from model.path) is one value."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
 
 
 def _short(value) -> str:
