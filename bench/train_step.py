@@ -59,29 +59,54 @@ def torch_step_fn(model_dir: str, group: int, temperature: float):
   torch.set_num_threads(os.cpu_count())
   model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-5, eps=1e-8, weight_decay=0.0)
+  return torch_train_step(model, opt, group, temperature)
 
-  def embed(ids, mask):
-    hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    last = mask.sum(1) - 1
-    return torch.nn.functional.normalize(hidden[torch.arange(len(ids)), last], dim=-1)
 
-  def per_query(q, p):
-    scores = q @ p.T / temperature
-    return torch.logsumexp(scores, 1) - scores[torch.arange(len(q)), torch.arange(len(q)) * group]
+def torch_embed(model, ids, mask):
+  """Unit-norm float32 last-real-token embeddings [B, D] of a transformers base model (our `embed`)."""
+  import torch
+
+  hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+  last = mask.sum(1) - 1
+  return torch.nn.functional.normalize(hidden[torch.arange(len(ids)), last].float(), dim=-1)
+
+
+def torch_ri_infonce(q, p, q_reason, group: int, temperature: float):
+  """RI-InfoNCE in torch (rejax.losses.ri_infonce): per-query InfoNCE weighted by its ratio to the reasoning
+  query's loss, clamped to [0, 5] and normalised, the weights taken without gradient."""
+  import torch
+
+  def per_query(queries):
+    scores = queries @ p.T / temperature
+    return torch.logsumexp(scores, 1) - scores[torch.arange(len(queries)), torch.arange(len(queries)) * group]
+
+  losses = per_query(q)
+  with torch.no_grad():
+    w = torch.clamp(losses / (per_query(q_reason) + 1e-6), 0, 5)
+    total = w.sum()  # 0 only when every loss underflowed to 0: uniform weights then, as rejax's (no 0/0)
+    w = torch.where(total > 0, w / torch.where(total > 0, total, 1.0), torch.full_like(w, 1 / len(w)))
+  return (w * losses).sum()
+
+
+def torch_train_step(model, opt, group: int, temperature: float, device: str = "cpu", autocast_dtype=None):
+  """step(batch) -> loss: encode (reasoning queries without gradient), RI-InfoNCE, clip 1.0, `opt`'s update.
+  The model runs under autocast to `autocast_dtype` when given (fp32 weights, e.g. bf16 compute); the loss on
+  float32 embeddings. Returns after the update has finished (`loss.item()` waits for the device)."""
+  import torch
+
+  trained = [param for param in model.parameters() if param.requires_grad]
 
   def step(batch):
-    t = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
-    with torch.no_grad():
-      q_reason = embed(t["reason_ids"], t["reason_mask"])
-    q, p = embed(t["query_ids"], t["query_mask"]), embed(t["passage_ids"], t["passage_mask"])
-    losses = per_query(q, p)
-    with torch.no_grad():
-      w = torch.clamp(losses / (per_query(q_reason, p) + 1e-6), 0, 5)
-      w = w / w.sum()
-    loss = (w * losses).sum()
+    t = {k: torch.as_tensor(v, dtype=torch.long, device=device) for k, v in batch.items()}
+    with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+      with torch.no_grad():
+        q_reason = torch_embed(model, t["reason_ids"], t["reason_mask"])
+      q, p = torch_embed(model, t["query_ids"], t["query_mask"]), torch_embed(model, t["passage_ids"],
+                                                                              t["passage_mask"])
+    loss = torch_ri_infonce(q, p, q_reason, group, temperature)
     opt.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(trained, 1.0)
     opt.step()
     return loss.item()
 
