@@ -163,13 +163,32 @@ def test_a_run_resumed_with_more_steps_and_another_export_dir_trains_them_and_ex
   workdir = tmp_path / "run"
   shutil.copytree(reference_run, workdir)
   proc = run(train_cmd(workdir, f"--config.total_steps={STEPS + 1}", "--config.export_dir=export2"), devices=1)
-  assert f"resuming at step {STEPS} with total_steps {STEPS} -> {STEPS + 1}, export_dir \"export\" -> \"export2\"" \
+  assert f"resuming at step {STEPS} with export_dir \"export\" -> \"export2\", total_steps {STEPS} -> {STEPS + 1}" \
       in proc.stderr
   assert max(losses(workdir)) == STEPS + 1
   assert json.loads((workdir / "config.json").read_text())["export_dir"] == "export2"
   [change] = [json.loads(line) for line in (workdir / "config_changes.jsonl").read_text().splitlines()]
   assert change["step"] == STEPS and set(change["changes"]) == {"total_steps", "export_dir"}
   assert exported_weights(workdir / "export2").keys() == exported_weights(reference_run / "export").keys()
+
+
+def test_a_profile_holds_the_steps_asked_and_their_timings_are_left_out_of_the_metrics(reference_run, tmp_path):
+  """Steps 13-14 of 15 traced (the reference run resumed for 3 more steps), read back with jax's own reader."""
+  from jax.profiler import ProfileData
+
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_run, workdir)
+  run(train_cmd(workdir, f"--config.total_steps={STEPS + 3}", "--config.log_every=1",
+                f"--config.profile.start_step={STEPS + 1}", "--config.profile.steps=2"), devices=1)
+  window = workdir / "profile" / "plugins" / "profile" / f"steps_{STEPS + 1}-{STEPS + 2}"
+  [trace] = window.glob("*.xplane.pb")
+  traced = sorted(int(dict(event.stats)["step_num"]) for plane in ProfileData.from_file(str(trace)).planes
+                  for line in plane.lines for event in line.events if event.name == "train")
+  assert traced == [STEPS + 1, STEPS + 2]
+  records = {r["step"]: r for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())}
+  for step in (STEPS + 1, STEPS + 2):
+    assert records[step]["profiled"] == 1 and "step_s" not in records[step] and "loss" in records[step]
+  assert "step_s" in records[STEPS + 3] and "profiled" not in records[STEPS + 3]
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
