@@ -203,10 +203,8 @@ def rejax_step_part(spec: dict) -> dict:
     start = time.perf_counter()
     compiled = step.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
-    holder = {"state": state}
-    del state
-
-    losses = []
+    holder, losses = {"state": state}, []
+    del state  # donated by the first step: only the holder's state is live
 
     def one_step():
       holder["state"], metrics = compiled(holder["state"], batch, key)

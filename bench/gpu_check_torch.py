@@ -3,8 +3,10 @@ trains it, for a like-for-like step time.
 
 Like for like: fp32 weights with bf16 compute (torch.autocast; rejax: param_dtype float32, dtype bfloat16),
 gradient checkpointing of every layer (rejax: remat "full"), LoRA of the same rank, alpha and dropout on the same
-projections (no peft needed: `add_lora` below, the same update as rejax.models.lora), AdamW on the adapters, the
-same RI-InfoNCE loss and clipping (bench.train_step.torch_train_step), transformers' default (SDPA) attention.
+projections (no peft needed: `add_lora` below, the same update as rejax.models.lora), AdamW on the adapters (at the
+recipe's peak learning rate, without the schedule: a step costs the same either way), the same RI-InfoNCE loss and
+clipping (bench.train_step.torch_train_step), transformers' default (SDPA) attention, eager PyTorch as the
+reference trainer runs it (no torch.compile).
 """
 
 from __future__ import annotations

@@ -157,3 +157,26 @@ def test_table_says_what_failed_and_shows_bf16_parity():
   assert "| parity vs fp32 (reference) |" in text and "transformers bfloat16 vs transformers fp32" in text
   assert "1.50x (XLA)" in text  # rejax 2.0 s vs PyTorch 3.0 s a step
   assert "| 2.000 | 500 | 50.6% | 1.0 |" in text  # 1e15 FLOPs in 2 s of a 989 TFLOP/s chip
+
+
+def test_a_part_that_fails_or_hangs_is_reported_not_raised(tmp_path):
+  from bench.gpu_check import child_env, run_part
+
+  env = {**child_env(cpu=True), "XLA_FLAGS": ""}
+  hung = run_part("build", {}, timeout=0.5, log=tmp_path / "hung.log", env=env)
+  assert hung["status"] == "timeout" and "killed at its deadline" in hung["reason"]
+  failed = run_part("parity", {}, timeout=120, log=tmp_path / "failed.log", env=env)
+  assert failed["status"] == "failed" and "KeyError" in failed["reason"], failed
+
+
+def test_with_no_time_left_the_table_still_prints(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "OUT"}
+  proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--cpu", "--budget", "20", "--out",
+                         str(tmp_path)], env={**env, "PYTHON": sys.executable}, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  report = json.loads((tmp_path / "gpu_check.json").read_text())
+  assert report["parts"]["build"]["reason"].startswith("skipped: out of time (")  # 20 s less the 10 s kept back
+  assert all(r["status"] == "skipped" for r in report["parts"].values())
+  assert "| model | — | — | — | — | skipped: out of time" in proc.stdout
+  assert "parts: 10 skipped" in proc.stdout
