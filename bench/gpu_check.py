@@ -77,7 +77,7 @@ def plan() -> list[Part]:
   def rejax(batch, attention):
     layout = {"full": "full rows", "padded": "varied lengths, padded", "packed": "varied lengths, packed"}[batch]
     name = {"xla": "XLA", "cudnn": "cuDNN"}[attention]
-    return Part(f"rejax_{batch}_{attention}", f"rejax step, {layout}, {name} attention", "rejax_step", 150,
+    return Part(f"rejax_{batch}_{attention}", f"rejax step, {layout}, {name} attention", "rejax_step", 200,
                 {"batch": batch, "attention": attention}, needs_gpu=attention == "cudnn")
 
   return [Part("build", "model", "build", 150),

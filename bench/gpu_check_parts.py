@@ -1,6 +1,6 @@
 """The measurements of the GPU check, one per process (bench/gpu_check.py runs each as
 `python -m bench.gpu_check_parts PART SPEC_JSON RESULT_JSON` under a deadline, so a crash, a hang or an
-out-of-memory error costs one row of the table, and PyTorch and JAX never share the GPU's memory).
+out-of-memory error costs one row of the table, and PyTorch and JAX never share the GPU, its memory or a process).
 
 Only the modules a step needs are imported (rejax.models, rejax.hf.load, rejax.train.step/optim/flops/goodput/
 distributed, rejax.data.packing/text): never the data pipeline (grain, array_record), the config system
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -110,6 +112,16 @@ def build_part(spec: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- parity
 
+def parity_inputs(spec: dict) -> tuple[np.ndarray, np.ndarray]:
+  """(ids, mask) [rows, T] right-padded: random ids at the fixture's formatted-query lengths."""
+  from bench.gpu_check_batches import varied_batch
+
+  config = json.loads((pathlib.Path(spec["model_dir"]) / "config.json").read_text())
+  batch = varied_batch(spec["parity_rows"], 1, spec["max_length"], config["vocab_size"], scale=spec["length_scale"],
+                       seed=1)
+  return batch["query_ids"], batch["query_mask"]
+
+
 def transformers_outputs(model_dir: str, ids: np.ndarray, mask: np.ndarray, dtype: str) -> tuple[np.ndarray, ...]:
   """(last hidden states [B, T, D], pooled unit-norm embeddings [B, D]) of transformers' Qwen3Model, float32."""
   import torch
@@ -123,10 +135,18 @@ def transformers_outputs(model_dir: str, ids: np.ndarray, mask: np.ndarray, dtyp
   with torch.no_grad():
     hidden = model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state.float().cpu().numpy()
     pooled = torch_embed(model, t_ids, t_mask).cpu().numpy()
-  del model
-  if device == "cuda":
-    torch.cuda.empty_cache()  # before JAX takes its share of the GPU
   return hidden, pooled
+
+
+def parity_reference_part(spec: dict) -> dict:
+  """transformers' outputs in the parity dtype and in fp32, saved to `spec["outputs"]` (.npz). A process of its own:
+  torch's CUDA libraries (cuDNN, cuBLAS) and JAX's never load into one process, where their versions could clash."""
+  ids, mask = parity_inputs(spec)
+  arrays = {}
+  for dtype in sorted({spec["parity_dtype"], "float32"}):
+    arrays[f"{dtype}_hidden"], arrays[f"{dtype}_pooled"] = transformers_outputs(spec["model_dir"], ids, mask, dtype)
+  np.savez(spec["outputs"], **arrays)
+  return {}
 
 
 def rejax_outputs(model_dir: str, ids: np.ndarray, mask: np.ndarray, dtype: str) -> tuple[np.ndarray, ...]:
@@ -153,21 +173,22 @@ def differences(ours: tuple[np.ndarray, ...], reference: tuple[np.ndarray, ...],
 def parity_part(spec: dict) -> dict:
   """rejax vs transformers on the same random weights, both in `parity_dtype`, on the fixture's query lengths;
   in bf16 also each against transformers in fp32 (the error bf16 itself brings, for scale)."""
-  from bench.gpu_check_batches import varied_batch
-
-  dtype, model_dir = spec["parity_dtype"], spec["model_dir"]
-  config = json.loads((pathlib.Path(model_dir) / "config.json").read_text())
-  batch = varied_batch(spec["parity_rows"], 1, spec["max_length"], config["vocab_size"], scale=spec["length_scale"],
-                       seed=1)
-  ids, mask = batch["query_ids"], batch["query_mask"]
-  reference = transformers_outputs(model_dir, ids, mask, dtype)
-  fp32 = transformers_outputs(model_dir, ids, mask, "float32") if dtype != "float32" else None
-  ours = rejax_outputs(model_dir, ids, mask, dtype)
+  dtype = spec["parity_dtype"]
+  ids, mask = parity_inputs(spec)
+  with tempfile.TemporaryDirectory() as tmp:
+    outputs = pathlib.Path(tmp) / "transformers.npz"
+    child = pathlib.Path(tmp) / "result.json"
+    subprocess.run([sys.executable, "-m", "bench.gpu_check_parts", "parity_reference",
+                    json.dumps({**spec, "outputs": str(outputs)}), str(child)], check=True)
+    with np.load(outputs) as arrays:
+      reference = {name: (arrays[f"{name}_hidden"], arrays[f"{name}_pooled"]) for name in {dtype, "float32"}}
+    forbidden = json.loads(child.read_text())["forbidden_imported"]
+  ours = rejax_outputs(spec["model_dir"], ids, mask, dtype)
   result = {"device": device_info(), "dtype": dtype, "rows": int(ids.shape[0]), "lengths": mask.sum(1).tolist(),
-            "rejax_vs_transformers": differences(ours, reference, mask)}
-  if fp32 is not None:
-    result["rejax_vs_transformers_fp32"] = differences(ours, fp32, mask)
-    result["transformers_vs_transformers_fp32"] = differences(reference, fp32, mask)
+            "rejax_vs_transformers": differences(ours, reference[dtype], mask), "forbidden_imported": forbidden}
+  if dtype != "float32":
+    result["rejax_vs_transformers_fp32"] = differences(ours, reference["float32"], mask)
+    result["transformers_vs_transformers_fp32"] = differences(reference[dtype], reference["float32"], mask)
   return result
 
 
@@ -241,14 +262,17 @@ def torch_step_part(spec: dict) -> dict:
           **work_of(spec["model_dir"], host, feed)}
 
 
-PARTS = {"build": build_part, "parity": parity_part, "rejax_step": rejax_step_part,
-         "torch_step": torch_step_part}
+PARTS = {"build": build_part, "parity": parity_part, "parity_reference": parity_reference_part,
+         "rejax_step": rejax_step_part, "torch_step": torch_step_part}
 
 
 def main(argv: list[str]) -> None:
   name, spec_json, result_path = argv
   result = PARTS[name](json.loads(spec_json))
-  result["forbidden_imported"] = sorted(m for m in FORBIDDEN_MODULES if m in sys.modules)
+  # what this process imported, with what a process it started reported (parity's transformers side)
+  result["forbidden_imported"] = sorted({m for m in FORBIDDEN_MODULES if m in sys.modules}
+                                        | set(result.get("forbidden_imported", [])))
+  result["torch_imported"] = "torch" in sys.modules
   pathlib.Path(result_path).write_text(json.dumps(result, indent=1) + "\n")
 
 

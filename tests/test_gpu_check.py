@@ -90,6 +90,9 @@ def test_no_part_imports_what_the_gpu_machine_lacks(cpu_run):
   assert report["forbidden_imported"] == []
   assert all(r.get("forbidden_imported", []) == [] for r in report["parts"].values())
   assert "| optional packages imported | — | — | — | — | none (of grain" in stdout
+  # JAX's processes never load torch (whose CUDA libraries could clash with JAX's on the GPU)
+  assert [key for key, r in report["parts"].items() if r.get("torch_imported") is False] == [
+      "parity", "rejax_full_xla", "rejax_padded_xla", "rejax_packed_xla"]
 
 
 def test_settings_are_the_papers():
