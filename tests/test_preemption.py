@@ -24,7 +24,7 @@ from tests.processes import StderrLines
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 12
-EXIT_PREEMPTED = 75  # docs/training.md's exit-status table
+EXIT_PREEMPTED = 75  # README "Exit status of `rejax`"
 BASE = [f"--config.total_steps={STEPS}", "--config.ckpt_every=4", "--config.keep_checkpoints=3",
         "--config.log_every=1", "--config.mesh.data=2"]
 

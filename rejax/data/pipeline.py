@@ -12,9 +12,11 @@ steps; Grain's `get_state`/`set_state` checkpoint it.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import os
+import signal
 import threading
 from typing import Mapping
 
@@ -140,8 +142,27 @@ def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int =
     if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; a plain program never parses them
       flags.FLAGS.mark_as_parsed()
     iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
-                                                                 per_worker_buffer_size=prefetch))
+                                                                 per_worker_buffer_size=prefetch),
+                                    worker_init_fn=ignore_stop_signals)
   return iterable
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def ignore_stop_signals(worker_index: int, worker_count: int) -> None:
+  """In each Grain worker: the signals that stop a run are the main process's to handle. A VM shutting down or
+  SLURM's `--signal` reaches every process, and a run stopping on one still draws batches until it has saved
+  (rejax.train.preemption). The workers end when the main process closes its iterator (`close_at_exit`)."""
+  for number in STOP_SIGNALS:
+    signal.signal(number, signal.SIG_IGN)
+
+
+def close_at_exit(iterator):
+  """`iterator`, closed when the program ends if not before: its Grain workers, which ignore SIGTERM, then stop by
+  Grain's own protocol (an event, a join), before multiprocessing's exit hook would send them SIGTERM and wait."""
+  atexit.register(iterator.close)  # atexit runs last-registered first: before multiprocessing's hook
+  return iterator
 
 
 def tokens_in(batch: Mapping[str, np.ndarray]) -> int:

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 
 from rejax.data import text
-from rejax.data.pipeline import PipelineConfig, make_dataset
+from rejax.data.pipeline import PipelineConfig, close_at_exit, make_dataset
 from rejax.io import append_text, write_text_atomic
 from rejax.sharding import make_mesh, use_mesh
 from rejax.storage import AnyPath, as_path, check_store
@@ -100,8 +100,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption
         data_dir=str(data_dir), tokenizer_dir=str(base_dir), domain_settings=dict(config.data.domains),
         max_query_length=config.data.max_query_length, max_passage_length=config.data.max_passage_length,
         min_bucket=config.data.min_bucket, seed=config.seed)
-    data_iter = iter(make_dataset(pipeline, num_steps=config.total_steps, process_index=block, process_count=blocks,
-                                  num_workers=config.data.num_workers))
+    data_iter = close_at_exit(iter(make_dataset(pipeline, num_steps=config.total_steps, process_index=block,
+                                                process_count=blocks, num_workers=config.data.num_workers)))
     tokenizer = text.load_tokenizer(base_dir)
     pad_id = text.pad_id_of(tokenizer)
 
