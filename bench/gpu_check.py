@@ -28,7 +28,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+
+from bench.gpu_check_table import status_table, summarise, table
 
 # What the GPU machine lacks (rejax's data pipeline, config system, tfds, search): no part may import them.
 FORBIDDEN_MODULES = ("grain", "array_record", "ml_collections", "tensorflow_datasets", "faiss")
@@ -105,24 +108,61 @@ def child_env(cpu: bool) -> dict[str, str]:
   return env
 
 
-def run_part(kind: str, spec: dict, timeout: float, log: pathlib.Path, env: dict) -> dict:
-  """One part in its own process group, killed at `timeout`: its result, or why there is none."""
+class RunningParts:
+  """The parts' processes now running. Once stopped, each is killed (its whole group), and so is any registered
+  later: a part starting as the stop comes is killed as soon as it exists."""
+
+  def __init__(self):
+    self.procs: set[subprocess.Popen] = set()
+    self.stopped = False
+
+  def add(self, proc: subprocess.Popen) -> None:
+    self.procs.add(proc)
+    if self.stopped:
+      kill_group(proc)
+
+  def discard(self, proc: subprocess.Popen) -> None:
+    self.procs.discard(proc)
+
+  def stop(self, signum=None, frame=None) -> None:
+    """Also the SIGTERM handler: kills without reaping (the thread waiting on each part reaps it)."""
+    self.stopped = True
+    for proc in list(self.procs):
+      kill_group(proc)
+
+
+def run_part(kind: str, spec: dict, timeout: float, log: pathlib.Path, env: dict,
+             running: RunningParts | None = None) -> dict:
+  """One part in its own process group (in `running` while it runs), killed at `timeout`: its result, or why
+  there is none."""
   result_path = log.with_suffix(".json")
   start = time.monotonic()
+  running = running or RunningParts()
   with log.open("w") as out:
     proc = subprocess.Popen([sys.executable, "-m", "bench.gpu_check_parts", kind, json.dumps(spec), str(result_path)],
                             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    running.add(proc)
     try:
       code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-      os.killpg(proc.pid, signal.SIGKILL)
+      kill_group(proc)
       proc.wait()
       return {"status": "timeout", "reason": f"killed at its deadline ({timeout:.0f} s)",
               "seconds": time.monotonic() - start}
+    finally:
+      running.discard(proc)
   seconds = time.monotonic() - start
   if code != 0 or not result_path.is_file():
     return {"status": "failed", "reason": f"exit {code}: {last_line(log)}", "seconds": seconds}
   return {"status": "ok", "seconds": seconds, **json.loads(result_path.read_text())}
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+  """SIGKILL to the part's process group: the part and any process it started."""
+  try:
+    os.killpg(proc.pid, signal.SIGKILL)
+  except ProcessLookupError:  # already gone
+    pass
 
 
 def last_line(log: pathlib.Path) -> str:
@@ -148,34 +188,70 @@ def skip_reason(part: Part, results: dict, cpu: bool) -> str | None:
   return None
 
 
-def run_all(sizes: Sizes, cpu: bool, budget_s: float, out: pathlib.Path, model_dir: str) -> dict:
-  """Runs the plan within the budget: each part's deadline is its cap or what is left, whichever is less. The
-  model part first (every other part loads its checkpoint); then the rest in order, one at a time on the GPU (one
-  chip, and each part wants all its memory), two at a time in the CPU mode (its parts are mostly one-threaded
-  imports and compiles: two cores finish them in about half the time)."""
-  deadline = time.monotonic() + budget_s - RESERVE_S
-  env = child_env(cpu)
-  spec = {**dataclasses.asdict(sizes), "model_dir": model_dir, "checkpoint_dtype": sizes.parity_dtype}
-  results: dict[str, dict] = {}
-  (out / "logs").mkdir(parents=True, exist_ok=True)
+class Check:
+  """One run of the plan within the budget. Each part's deadline is its cap or what is left, whichever is less.
+  The model part runs first (every other part loads its checkpoint), then the rest in order: one at a time on the
+  GPU (one chip, and each part wants all its memory), two at a time in the CPU mode (its parts are mostly
+  one-threaded imports and compiles). The report is rewritten after every part, so a run killed from outside
+  still leaves its latest table in OUT; SIGTERM kills the running parts, starts no other and writes the table."""
 
-  def attempt(part: Part) -> None:
-    reason = skip_reason(part, results, cpu)
-    left = deadline - time.monotonic()
+  def __init__(self, sizes: Sizes, cpu: bool, budget_s: float, out: pathlib.Path, model_dir: str):
+    self.sizes, self.cpu, self.budget_s, self.out = sizes, cpu, budget_s, out
+    self.start = time.monotonic()
+    self.deadline = self.start + budget_s - RESERVE_S
+    self.env = child_env(cpu)
+    self.spec = {**dataclasses.asdict(sizes), "model_dir": model_dir, "checkpoint_dtype": sizes.parity_dtype}
+    self.results: dict[str, dict] = {}
+    self.running = RunningParts()
+    self.lock = threading.Lock()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+
+  def run(self) -> None:
+    first, *rest = plan()
+    self.attempt(first)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2 if self.cpu else 1) as pool:
+      list(pool.map(self.attempt, rest))
+
+  def attempt(self, part: Part) -> None:
+    stopped = self.running.stopped
+    reason = "skipped: the check was stopped (SIGTERM)" if stopped else skip_reason(part, self.results, self.cpu)
+    left = self.deadline - time.monotonic()
     if reason is None and left < MIN_PART_S:
-      reason = f"skipped: out of time ({left:.0f} s of the {budget_s:.0f} s budget left)"
+      reason = f"skipped: out of time ({left:.0f} s of the {self.budget_s:.0f} s budget left)"
     if reason:
-      results[part.key] = {"status": "skipped", "reason": reason}
+      self.results[part.key] = {"status": "skipped", "reason": reason}
       return
     print(f"[gpu_check] {part.key} (up to {min(part.cap_s, left):.0f} s)", file=sys.stderr, flush=True)
-    results[part.key] = run_part(part.kind, {**spec, **part.settings}, min(part.cap_s, left),
-                                 out / "logs" / f"{part.key}.log", env)
+    result = run_part(part.kind, {**self.spec, **part.settings}, min(part.cap_s, left),
+                      self.out / "logs" / f"{part.key}.log", self.env, self.running)
+    if self.running.stopped and result["status"] != "ok":
+      result = {**result, "status": "stopped", "reason": "killed: the check was stopped (SIGTERM)"}
+    self.results[part.key] = result
+    self.write()
 
-  first, *rest = plan()
-  attempt(first)
-  with concurrent.futures.ThreadPoolExecutor(max_workers=2 if cpu else 1) as pool:
-    list(pool.map(attempt, rest))
-  return {part.key: results[part.key] for part in plan()}
+  def report(self) -> dict:
+    results = {p.key: self.results[p.key] for p in plan() if p.key in self.results}
+    device = device_of(results)
+    report = {"mode": "cpu" if self.cpu else "gpu", "budget_s": self.budget_s,
+              "wall_s": time.monotonic() - self.start, "sizes": dataclasses.asdict(self.sizes), "device": device,
+              "parts": results, "summary": {},
+              "forbidden_imported": sorted({m for r in results.values() for m in r.get("forbidden_imported", [])}
+                                           | {m for m in FORBIDDEN_MODULES if m in sys.modules})}
+    labels = [(p.key, p.label) for p in plan()]
+    try:
+      report["summary"] = summarise(results, device.get("peak_flops"))
+      report["table"] = table(report, labels)
+    except Exception as error:  # a figure the table did not expect must not cost the run its table
+      report["table"] = status_table(report, labels, error)
+    return report
+
+  def write(self) -> dict:
+    """The report as it stands, written to OUT/gpu_check.md and OUT/gpu_check.json."""
+    with self.lock:
+      report = self.report()
+      (self.out / "gpu_check.md").write_text(report["table"])
+      (self.out / "gpu_check.json").write_text(json.dumps(report, indent=1, allow_nan=True) + "\n")
+      return report
 
 
 def main() -> None:
@@ -186,21 +262,12 @@ def main() -> None:
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(os.environ.get("OUT") or "gpu_check_out"))
   args = parser.parse_args()
   sizes, budget = (CPU, args.budget or 240) if args.cpu else (GPU, args.budget or 540)
-  start = time.monotonic()
   args.out.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(prefix="gpu_check_model_") as model_dir:
-    results = run_all(sizes, args.cpu, budget, args.out, model_dir)
-  from bench.gpu_check_table import summarise, table
-
-  device = device_of(results)
-  report = {"mode": "cpu" if args.cpu else "gpu", "budget_s": budget, "wall_s": time.monotonic() - start,
-            "sizes": dataclasses.asdict(sizes), "device": device, "parts": results,
-            "summary": summarise(results, device.get("peak_flops")),
-            "forbidden_imported": sorted({m for r in results.values() for m in r.get("forbidden_imported", [])}
-                                         | {m for m in FORBIDDEN_MODULES if m in sys.modules})}
-  report["table"] = table(report, [(p.key, p.label) for p in plan()])
-  (args.out / "gpu_check.md").write_text(report["table"])
-  (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, allow_nan=True) + "\n")
+    check = Check(sizes, args.cpu, budget, args.out, model_dir)
+    signal.signal(signal.SIGTERM, check.running.stop)
+    check.run()
+  report = check.write()
   print(report["table"])
   print(f"wrote {args.out / 'gpu_check.md'} and {args.out / 'gpu_check.json'}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 NONE = "—"
+NOT_RUN = "not run (yet)"  # a part the report was written before
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -106,7 +107,7 @@ def settings_notes(report: dict) -> str:
 
 def parity_rows(parity: dict) -> list[str]:
   if "rejax_vs_transformers" not in parity:
-    return [row("parity", parity.get("reason", NONE))]
+    return [row("parity", parity.get("reason", NOT_RUN))]
   dtype = parity["dtype"]
 
   def notes(d: dict) -> str:
@@ -126,7 +127,7 @@ def parity_rows(parity: dict) -> list[str]:
 
 def step_row(label: str, result: dict, summary: dict, key: str) -> str:
   if "step_s" not in result:
-    return row(label, result.get("reason", NONE))
+    return row(label, result.get("reason", NOT_RUN))
   shapes = ", ".join(f"{k.removesuffix('_ids')} {'x'.join(map(str, s))}" for k, s in result["shapes"].items())
   compile_note = f"compile {result['compile_s']:.1f} s; " if "compile_s" in result else ""
   padding = 1 - result["tokens"] / result["padded_tokens"]
@@ -164,9 +165,21 @@ def table(report: dict, labels: list[tuple[str, str]]) -> str:
             if key.startswith(("rejax_", "torch_"))]
   lines += comparison_rows(summary)
   statuses = [r.get("status") for r in parts.values()]
-  counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ok", "failed", "timeout", "skipped") if s in statuses)
+  counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ok", "failed", "timeout", "stopped", "skipped")
+                     if s in statuses)
   forbidden = ", ".join(report["forbidden_imported"]) or "none"
   lines += [row("optional packages imported", f"{forbidden} (of grain, array_record, ml_collections, "
                                               "tensorflow_datasets, faiss)"),
             row("run", f"{report['wall_s']:.0f} s of a {report['budget_s']:.0f} s budget; parts: {counts}")]
+  return "\n".join(lines) + "\n"
+
+
+def status_table(report: dict, labels: list[tuple[str, str]], error: Exception) -> str:
+  """The fallback when `table` fails on an unexpected result: each part's status and reason (figures in the JSON)."""
+  lines = [f"GPU check ({report['mode']} mode): the full table failed ({type(error).__name__}: {error}); the "
+           "figures are in gpu_check.json", "", "| part | status | seconds | reason |", "|:---|:---|---:|:---|"]
+  for key, label in labels:
+    result = report["parts"].get(key, {})
+    lines.append(f"| {label} | {result.get('status', NOT_RUN)} | {number(result.get('seconds'), '.0f')} | "
+                 f"{result.get('reason', '')} |")
   return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.gpu_check import GPU, plan
-from bench.gpu_check_table import summarise, table
+from bench.gpu_check_table import status_table, summarise, table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXED_ROWS = ("device", "model", "settings", "parity", "rejax / PyTorch, full rows", "rejax / PyTorch, varied lengths",
@@ -183,3 +184,29 @@ def test_with_no_time_left_the_table_still_prints(tmp_path):
   assert all(r["status"] == "skipped" for r in report["parts"].values())
   assert "| model | — | — | — | — | skipped: out of time" in proc.stdout
   assert "parts: 10 skipped" in proc.stdout
+
+
+def test_sigterm_stops_the_check_and_the_table_still_prints(tmp_path):
+  """Stopped from outside (SIGTERM, e.g. a wall-clock limit), the running part is killed, no other starts, and the
+  table says so."""
+  env = {k: v for k, v in os.environ.items() if k not in ("OUT", "XLA_FLAGS")}
+  proc = subprocess.Popen([sys.executable, "-m", "bench.gpu_check", "--cpu", "--out", str(tmp_path)],
+                          env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  assert proc.stderr.readline().startswith("[gpu_check] build")
+  proc.send_signal(signal.SIGTERM)
+  stdout, _ = proc.communicate(timeout=60)
+  assert proc.returncode == 0
+  parts = json.loads((tmp_path / "gpu_check.json").read_text())["parts"]
+  assert parts["build"]["status"] == "stopped"
+  assert {r["reason"] for key, r in parts.items() if key != "build"} == {"skipped: the check was stopped (SIGTERM)"}
+  assert "| model | — | — | — | — | killed: the check was stopped (SIGTERM) |" in stdout
+
+
+def test_a_result_the_table_cannot_read_still_gives_a_table_of_statuses():
+  report = {"mode": "gpu", "parts": {"build": {"status": "ok", "seconds": 30.0},
+                                     "torch_full": {"status": "failed", "seconds": 4.0, "reason": "exit 1: OOM"}}}
+  text = status_table(report, [(p.key, p.label) for p in plan()], KeyError("shapes"))
+  assert "the full table failed (KeyError: 'shapes')" in text
+  assert "| PyTorch step, full rows | failed | 4 | exit 1: OOM |" in text
+  assert "| rejax step, full rows, XLA attention | not run (yet) | — |  |" in text
