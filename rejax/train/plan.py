@@ -293,6 +293,8 @@ def one_slice_lines(report: dict) -> list[str]:
     speedup = f"{one['speedup']:.2f}x" if one["speedup"] is not None else "-"
     lines.append(f"{r['name']:<24} {one['peak_bytes'] / gib:>9.2f} {'yes' if one['fits'] else 'NO':>5} {est:>11} "
                  f"{speedup:>9}")
+  if all(r["estimated_seconds"] is None for r in report["shapes"]):
+    lines.append(f"(the compiler gives no time estimate for {slices} slices of {report['topology']}: no speed-up)")
   return lines
 
 
