@@ -2,7 +2,7 @@
 on Qwen/Qwen3-8B. Paper BRIGHT nDCG@10 (basic / RI): 37.1 / 38.1, from the backbone after an MS MARCO fine-
 tune that was not released; from the plain base model expect lower numbers.
 
-COMMAND (the arg picks a mesh preset of rejax/train/recipe.py: gpu8, v5p-32, v5e-16, cpu1):
+COMMAND (the arg picks a mesh preset of rejax/train/recipe.py: gpu8, v5p-32, 2xv5p-32 (two slices), v5e-16, cpu1):
   rejax data convert --input 'reason-embed-data-0928/*.jsonl' --output data/reason-embed
   rejax train --config configs/qwen3_8b.py:gpu8 --workdir runs/qwen3_8b --config.data.path=data/reason-embed
   rejax eval --model runs/qwen3_8b/export --bright data/bright

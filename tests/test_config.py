@@ -11,7 +11,8 @@ from rejax.train.config import ConfigError, apply_overrides, load_config_file, v
 from rejax.train.recipe import MESH_PRESETS, paper_run
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
-DEVICES = {name: preset["data"] * preset["fsdp"] * preset["tensor"] for name, preset in MESH_PRESETS.items()}
+DEVICES = {name: preset.get("dcn_data", 1) * preset["data"] * preset["fsdp"] * preset["tensor"]
+           for name, preset in MESH_PRESETS.items()}
 
 
 @pytest.mark.parametrize("name", ["qwen3_4b", "qwen3_8b", "llama3_1_8b"])

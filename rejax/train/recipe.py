@@ -96,10 +96,15 @@ MESH_PRESETS = {
   "gpu8": {"data": 1, "fsdp": 8, "tensor": 1},  # one node of 8 GPUs (H100/A100 80 GB)
   "v5p-32": {"data": 2, "fsdp": 8, "tensor": 1},  # a TPU v5p-32 slice: 16 chips on 4 hosts
   "v5e-16": {"data": 1, "fsdp": 16, "tensor": 1},  # a TPU v5e-16 slice: 16 chips of 16 GB
+  # Two v5p-32 slices (multislice): the batch split between them over the DCN. Per slice fsdp 8 x tensor 2, since
+  # dcn_data x data x fsdp must divide pony's 16 queries. `rejax plan --num-slices 2`: the 16x64 family fits in
+  # 19.25 of 95.7 GiB per chip (2026-12-03; the two other families not yet compiled; no time estimate for 2 slices).
+  "2xv5p-32": {"dcn_data": 2, "data": 1, "fsdp": 8, "tensor": 2},
   "cpu1": {"data": 1, "fsdp": 1, "tensor": 1},  # a smoke test on one device (use a small total_steps)
 }
 PRESET_SETTINGS = {
   "v5p-32": {"model.attention_impl": "splash"},  # the Pallas kernel: faster and smaller than XLA's here
+  "2xv5p-32": {"model.attention_impl": "splash"},
   "v5e-16": {"optim.grad_cache_chunk": 16},  # the largest chunk that divides pony's 16 queries over 16 chips
 }
 
