@@ -9,7 +9,6 @@ in-process collectives and gloo's do not compile to the same sums), which is not
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 
 from tests.gcs_server import free_port
 from tests.processes import StderrLines
+from tests.test_train_run import env_with
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 12
@@ -32,13 +32,6 @@ BASE = [f"--config.total_steps={STEPS}", "--config.ckpt_every=4", "--config.keep
 def train_cmd(workdir: pathlib.Path, *extra: str) -> list[str]:
   return [sys.executable, "-m", "rejax.cli", "train", "--config", str(ROOT / "configs" / "tiny.py"),
           "--workdir", str(workdir), *BASE, *extra]
-
-
-def env_with(devices: int) -> dict[str, str]:
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-             HF_HUB_OFFLINE="1")
-  env.pop("PYTEST_XDIST_WORKER", None)
-  return env
 
 
 def start(commands: list[list[str]], devices: int) -> list[StderrLines]:
