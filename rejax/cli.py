@@ -233,23 +233,25 @@ def build_parser() -> argparse.ArgumentParser:
   _add_encoder_args(encode)
   encode.set_defaults(run=cmd_encode)
 
-  evaluate = commands.add_parser("eval", help="retrieval metrics of a model (or bm25) on a BEIR dataset, BRIGHT "
-                                               "or R2MED; or a report comparing the models evaluated in a directory")
+  from rejax.eval.benchmarks import BENCHMARKS, DATASET, benchmark_options, in_words
+
+  evaluate = commands.add_parser("eval", help="retrieval metrics of a model (or bm25) on "
+                                 + in_words(["a BEIR dataset", *(b.display_name for b in BENCHMARKS.values())], "or")
+                                 + "; or a report comparing the models evaluated in a directory")
   evaluate.add_argument("--model", help="HF model directory (or gs://...), hub id, or `bm25`")
   source = evaluate.add_mutually_exclusive_group(required=True)
-  source.add_argument("--dataset", help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv (a directory or "
-                                        "gs://...)")
-  source.add_argument("--bright", help="BRIGHT: a directory in the layout of the hub's xlangai/BRIGHT "
-                                       "(examples/, documents/), or that hub id when online")
-  source.add_argument("--r2med", help="R2MED: a directory with one folder per task, or the hub org R2MED when online")
+  source.add_argument(f"--{DATASET.name}", dest=DATASET.name, help=DATASET.help)
+  for benchmark in BENCHMARKS.values():
+    source.add_argument(benchmark.flag, dest=benchmark.name, help=benchmark.help)
   source.add_argument("--report", type=pathlib.Path,
                       help="write DIR/table.md and DIR/chart.png comparing every RESULTS.json under DIR")
   evaluate.add_argument("--tasks", help="comma-separated benchmark tasks (default: all, in the paper's order)")
-  evaluate.add_argument("--long-documents", action="store_true",
-                        help="BRIGHT's long-document setting (long_documents, gold_ids_long)")
+  for option in benchmark_options().values():
+    evaluate.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
   evaluate.add_argument("--output",
                         help="RESULTS.json, a file or gs://... (required with --dataset; benchmarks default to "
-                             "results/{bright,r2med}/MODEL/RESULTS.json, with RESULTS.md and runs/ beside it)")
+                             f"results/{{{','.join(BENCHMARKS)}}}/MODEL/RESULTS.json, with RESULTS.md and runs/ "
+                             "beside it)")
   evaluate.add_argument("--split", default="test", help="--dataset's judgments: qrels/{split}.tsv (default: test)")
   evaluate.add_argument("--run-out", help="TREC run file: qid Q0 docid rank score tag (a file or gs://...)")
   evaluate.add_argument("--instruction", help="query instruction (`Instruct: ...\\nQuery: ...`)")
@@ -260,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where corpus embeddings are cached (default: $REJAX_CACHE/embeddings or "
                              "~/.cache/rejax/embeddings)")
   _add_encoder_args(evaluate)
-  evaluate.set_defaults(run=cmd_eval, max_length=None)  # None: the protocol's (BRIGHT 8192, R2MED and BEIR 512)
+  evaluate.set_defaults(run=cmd_eval, max_length=None)  # None: the benchmark's (rejax.eval.benchmarks)
   train = commands.add_parser("train", help="train (or resume) a run: rejax train --config FILE.py[:ARG] --workdir DIR "
                                              "[--config.KEY=VALUE ...]")
   train.add_argument("--config", required=True, help="configs/NAME.py[:ARG], a file with get_config(arg)")

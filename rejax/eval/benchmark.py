@@ -1,4 +1,5 @@
-"""A benchmark of several tasks (BRIGHT, R2MED): one retrieval run per task, metrics per task and averaged.
+"""A benchmark of several tasks (an entry of rejax.eval.benchmarks): one retrieval run per task, metrics per task and
+averaged.
 
 Writes, next to RESULTS.json:
   RESULTS.md         metrics x tasks in the paper's order, with an Average column (x100, as in the paper)
@@ -21,6 +22,17 @@ from rejax.io import write_text_atomic
 
 METRICS = {"ndcg@10": "nDCG@10", "recall@10": "Recall@10", "recall@100": "Recall@100", "map": "MAP",
            "mrr@10": "MRR@10"}
+
+
+def check_tasks(tasks: Sequence[str] | None, known: Sequence[str], benchmark: str) -> list[str]:
+  """`tasks` (all of `known` when None) in the paper's order; an unknown name raises ValueError naming it and the
+  tasks of `benchmark`."""
+  if tasks is None:
+    return list(known)
+  unknown = [t for t in tasks if t not in known]
+  if unknown:
+    raise ValueError(f"unknown {benchmark} task(s) {', '.join(unknown)}; the tasks are {', '.join(known)}")
+  return [t for t in known if t in tasks]
 
 
 def average_over_tasks(per_task: dict[str, dict]) -> dict[str, float]:

@@ -14,6 +14,7 @@ import pathlib
 
 from rejax.domains import INSTRUCTIONS
 from rejax.errors import InputError
+from rejax.eval import benchmark
 from rejax.eval.beir import RetrievalDataset, check_judged_docs
 from rejax.eval.hub_data import dataset_snapshot
 from rejax.hf.hub import is_hub_id
@@ -32,14 +33,9 @@ EXAMPLE_FIELDS = {"id": ID, "query": str, "gold_ids": list_of(str, int), "gold_i
 DOCUMENT_FIELDS = {"id": ID, "content": str}
 
 
-def check_tasks(tasks, known=TASKS, benchmark: str = "BRIGHT") -> list[str]:
-  """`tasks` (all of `known` when None) in the paper's order; an unknown name raises ValueError naming it."""
-  if tasks is None:
-    return list(known)
-  unknown = [t for t in tasks if t not in known]
-  if unknown:
-    raise ValueError(f"unknown {benchmark} task(s) {', '.join(unknown)}; the tasks are {', '.join(known)}")
-  return [t for t in known if t in tasks]
+def check_tasks(tasks: list[str] | None) -> list[str]:
+  """BRIGHT's `tasks` (all when None) in the paper's order; an unknown name raises ValueError naming it."""
+  return benchmark.check_tasks(tasks, TASKS, "BRIGHT")
 
 
 def bright_root(source: str | pathlib.Path, tasks: list[str], long_documents: bool = False) -> pathlib.Path:

@@ -18,7 +18,7 @@ import pathlib
 
 from rejax.errors import InputError
 from rejax.eval.beir import MAX_GRADE, RetrievalDataset, check_judged_docs, check_judged_queries, load_beir
-from rejax.eval.bright import check_tasks
+from rejax.eval.benchmark import check_tasks
 from rejax.eval.hub_data import dataset_snapshot
 from rejax.rows import ID, read_rows
 
