@@ -41,16 +41,17 @@ def step_rate(run_config, data_config, repeats: int) -> float:
   from rejax.data.pipeline import make_dataset
   from rejax.models import config_from_hf_dict, init_decoder
   from rejax.sharding import batch_sharding, make_mesh, use_mesh
-  from rejax.train.optim import make_optimizer
-  from rejax.train.step import LossConfig, init_train_state, jit_train_step, make_train_step
+  from rejax.losses import RIInfoNCE
+  from rejax.train.optim import linear_warmup_decay, make_optimizer
+  from rejax.train.state import init_train_state, jit_train_step
+  from rejax.train.step import make_train_step
 
   mesh = make_mesh()
   with use_mesh(mesh):
     cfg = config_from_hf_dict(run_config.model.hf_config.to_dict())
-    tx = make_optimizer(lr=run_config.optim.lr, total_steps=run_config.total_steps)
+    tx = make_optimizer(linear_warmup_decay(run_config.optim.lr, run_config.total_steps))
     graphdef, state = init_train_state(init_decoder(cfg, mesh=mesh), tx, wrt=nnx.Param)
-    loss_cfg = LossConfig(kind="ri_infonce", ri_start_step=0)
-    step = jit_train_step(make_train_step(graphdef, tx, loss_cfg), state, batch_sharding(mesh, 2))
+    step = jit_train_step(make_train_step(graphdef, tx, RIInfoNCE(ri_start_step=0)), state, batch_sharding(mesh, 2))
     host = next(iter(make_dataset(data_config, num_steps=1)))
     batch = {k: jax.device_put(v, batch_sharding(mesh, 2)) for k, v in host.items() if k.endswith(("_ids", "_mask"))}
     key = jax.random.key(0)

@@ -205,18 +205,22 @@ def rejax_step_part(spec: dict) -> dict:
   from rejax.models import LoRAConfig
   from rejax.sharding import batch_shards, make_mesh, use_mesh
   from rejax.train.distributed import to_global_batch
-  from rejax.train.optim import make_optimizer
-  from rejax.train.step import LossConfig, init_train_state, jit_train_step, make_train_step
+  from rejax.losses import make_loss
+  from rejax.train.optim import linear_warmup_decay, make_optimizer
+  from rejax.train.state import init_train_state, jit_train_step
+  from rejax.train.step import make_train_step
 
   mesh = make_mesh(devices=jax.devices()[:1])
   with use_mesh(mesh):
     model, cfg = load_decoder(spec["model_dir"], mesh=mesh, lora_seed=spec["seed"], param_dtype="float32",
                               dtype=spec["compute_dtype"], remat="full", attention_impl=spec["attention"],
                               lora=LoRAConfig(**paper_lora()))
-    tx = make_optimizer(**PAPER_OPTIM)
+    schedule_keys = ("lr", "total_steps", "warmup_ratio")
+    tx = make_optimizer(linear_warmup_decay(*(PAPER_OPTIM[k] for k in schedule_keys)),
+                        **{k: v for k, v in PAPER_OPTIM.items() if k not in schedule_keys})
     graphdef, state = init_train_state(model, tx, wrt=nnx.LoRAParam)
     del model
-    loss = LossConfig(**PAPER_LOSS, group_size=spec["group"], ri_start_step=0)
+    loss = make_loss(PAPER_LOSS, group_size=spec["group"], ri_start_step=0)
     step = jit_train_step(make_train_step(graphdef, tx, loss), state)
     host = host_batch(spec, cfg.vocab_size)
     batch = to_global_batch(host, mesh, PAD_ID, pack_rows=batch_shards(mesh) if spec["batch"] == "packed" else None)

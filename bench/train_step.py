@@ -169,16 +169,18 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, toke
   from rejax.sharding import make_mesh
   from rejax.train.distributed import to_global_batch
   from rejax.train.flops import train_step_flops
-  from rejax.train.step import LossConfig, init_train_state, make_train_step
+  from rejax.losses import RIInfoNCE
+  from rejax.train.state import init_train_state
+  from rejax.train.step import make_train_step
 
-  loss_cfg = LossConfig(kind="ri_infonce", group_size=args.group, ri_start_step=0)
+  loss = RIInfoNCE(group_size=args.group, ri_start_step=0)
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5, eps=1e-8, weight_decay=0.0))
   model, cfg = load_decoder(model_dir)
   graphdef, state = init_train_state(model, tx)
-  step = jax.jit(make_train_step(graphdef, tx, loss_cfg), donate_argnums=0)
+  step = jax.jit(make_train_step(graphdef, tx, loss), donate_argnums=0)
   key = jax.random.key(0)
   holder = [state]
-  torch_step = torch_step_fn(model_dir, args.group, loss_cfg.temperature)
+  torch_step = torch_step_fn(model_dir, args.group, loss.temperature)
   weights = sum(x.size for x in jax.tree.leaves(state.trainable)) - cfg.vocab_size * cfg.hidden_size
   mesh = make_mesh()  # one device: to_global_batch only packs and places
 
@@ -232,7 +234,7 @@ def bench_model(name: str, model_dir: str, args, peak: float, memory: bool, toke
       shapes = {k: jax.ShapeDtypeStruct((v.shape[0] * mult, v.shape[1]), v.dtype) for k, v in batch.items()}
       row = []
       for chunk in (None, args.queries):
-        fn = jax.jit(make_train_step(graphdef, tx, loss_cfg, grad_cache_chunk=chunk))
+        fn = jax.jit(make_train_step(graphdef, tx, loss, grad_cache_chunk=chunk))
         mem = fn.lower(abstract_state, shapes, key).compile().memory_analysis()
         row.append(f"{mem.temp_size_in_bytes / 2**20:11.0f} MiB")
       print(f"{b:>24d} {row[0]:>14s} {row[1]:>14s}")

@@ -20,6 +20,10 @@ class ExportError(ValueError):
   """An export output that would replace data it must not, or cannot be written; the message names the directory."""
 
 
+class ConfigError(ValueError):
+  """A config file, key or value that cannot be used; the message names it."""
+
+
 # What `rejax.cli.main` reports as one line: the types above are ValueErrors (ConfigError, RecordError and
 # CheckpointError too; AssetError is a RuntimeError); OSError covers missing files, permissions and a full disk.
 USER_ERRORS = (ValueError, OSError, EOFError, RuntimeError, ArithmeticError, MemoryError)

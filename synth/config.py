@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import ml_collections
 
-from rejax.train.config import ConfigError, apply_overrides, read_config_file
+from rejax.train.config import ConfigError, apply_overrides, missing_keys, read_config_file
 from synth.backends import KINDS, backend_class
 from synth.defaults import base_config
 from synth.domains import domain_spec
@@ -41,25 +41,10 @@ def stage_enabled(config: ml_collections.ConfigDict, stage: str) -> bool:
 
 def check_keys(config: ml_collections.ConfigDict, where: str) -> None:
   """ConfigError naming `where` and the keys of synth.defaults.base_config() that `config` lacks."""
-  missing = missing_keys(config, base_config())
+  missing = missing_keys(config, base_config(), OPEN_BLOCKS)
   if missing:
     raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (a synth config starts from "
                       "synth.defaults.base_config(), which has them all)")
-
-
-def missing_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
-                 prefix: str = "") -> list[str]:
-  """The dotted keys of `reference` that `config` lacks (a block given as a plain value lacks all of its keys)."""
-  missing = []
-  for key, value in reference.items():
-    dotted = prefix + key
-    if key not in config:
-      missing.append(dotted)
-    elif isinstance(value, ml_collections.ConfigDict) and dotted not in OPEN_BLOCKS:
-      given = config[key]
-      missing += (missing_keys(given, value, dotted + ".") if isinstance(given, ml_collections.ConfigDict)
-                  else [f"{dotted}.{k}" for k in value])
-  return missing
 
 
 def check_block(block, where: str) -> Mapping:

@@ -885,7 +885,7 @@ def test_base_model_copy_on_a_full_disk_leaves_no_half_model(tmp_path, capsys, m
   assert not workdir.exists()
   monkeypatch.setattr(shutil, "copy", real_copy)  # space is freed: the next run builds it whole
   from rejax.train.config import load_config_file
-  from rejax.train.workdir import base_model_dir
+  from rejax.train.run_inputs import base_model_dir
 
   base = base_model_dir(load_config_file(str(TINY)), workdir)
   assert (base / "config.json").is_file() and (base / "tokenizer.json").is_file()

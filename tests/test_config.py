@@ -59,7 +59,7 @@ def test_bad_overrides_name_the_key(override, message):
 
 @pytest.mark.parametrize("override,message", [
   ("data.domains.biology=(6, 4)", "data.domains.biology: global batch 6 is not divisible by mesh.data x mesh.fsdp = 4"),
-  ("loss.kind=contrastive", "loss.kind='contrastive': expected 'infonce' or 'ri_infonce'"),
+  ("loss.kind=contrastive", "loss.kind='contrastive': expected one of 'infonce', 'ri_infonce'"),
   ("optim.grad_cache_chunk=3", "optim.grad_cache_chunk=3 must divide data.domains.biology's 4 queries"),
 ])
 def test_cross_field_rules_name_the_keys(override, message):
@@ -77,7 +77,7 @@ def test_a_missing_or_broken_config_file_is_named(tmp_path):
     load_config_file(str(tmp_path / "nope.py"))
   (tmp_path / "partial.py").write_text(
       "import ml_collections\ndef get_config():\n  return ml_collections.ConfigDict({'seed': 0})\n")
-  with pytest.raises(ConfigError, match="missing key\\(s\\) total_steps, ckpt_every"):
+  with pytest.raises(ConfigError, match="missing key\\(s\\) ckpt_every, data, eval, .*, total_steps \\(a training"):
     load_config_file(str(tmp_path / "partial.py"))
 
 

@@ -195,3 +195,47 @@ def test_a_batch_solved_to_float32_precision_gives_zero_loss_not_nan():
   loss_fn = lambda q, p: ri_infonce(q, p, q, group_size=4, temperature=0.01)[0]
   grads = jax.jit(jax.grad(loss_fn, argnums=(0, 1)))(*f32(q, p))
   assert all(np.isfinite(g).all() for g in grads)
+
+
+def test_loss_classes_report_what_numpy_computes():
+  """The registry's losses, as the step calls them: the value and the scalars the run logs (RI weights scaled so
+  that 1.0 is the plain mean's weight) equal numpy's; RI is off before ri_start_step (the plain mean)."""
+  from rejax.losses import make_loss
+
+  rng = np.random.default_rng(7)
+  batch, group, tau = 4, 8, 0.05
+  q, p = unit_rows(rng, batch, 32), unit_rows(rng, batch * group, 32)
+  q_reason = reasoning_queries(rng, p, group)
+  plain = numpy_infonce(q, p, group, tau)
+  want_loss, want_w, *_ = numpy_ri_infonce(q, p, q_reason, group, tau, 5.0)
+  settings = {"kind": "ri_infonce", "temperature": tau, "ri_start_step": 3, "ri_clamp_max": 5.0}
+  ri = make_loss(settings)
+  assert ri.uses_reasoning and not ri.reasoning_pass(2) and ri.reasoning_pass(3)
+  loss, scalars = jax.jit(ri)(*f32(q, p, q_reason), jnp.int32(3))
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+  for name, want in (("ri_weight_mean", 1.0), ("ri_weight_min", batch * want_w.min()),
+                     ("ri_weight_max", batch * want_w.max())):
+    np.testing.assert_allclose(scalars[name], want, rtol=1e-5, err_msg=name)
+  np.testing.assert_allclose(jax.jit(ri)(*f32(q, p, q_reason), jnp.int32(2))[0], plain.mean(), rtol=1e-5)
+
+  nce = make_loss({**settings, "kind": "infonce"})  # the RI keys are RI's: InfoNCE reads only its own
+  assert type(nce).__name__ == "InfoNCE" and not nce.uses_reasoning and not nce.reasoning_pass(10**6)
+  loss, scalars = jax.jit(nce)(*f32(q, p), None, jnp.int32(0))
+  np.testing.assert_allclose(loss, plain.mean(), rtol=1e-5)
+  assert set(scalars) == {"accuracy", "pos_sim", "hardest_neg_sim"}
+  for name, want in numpy_retrieval_stats(q, p, group).items():
+    np.testing.assert_allclose(scalars[name], want, rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("settings,message", [
+  ({"kind": "contrastive"}, "loss.kind='contrastive': expected one of 'infonce', 'ri_infonce'"),
+  ({"kind": "infonce", "temperature": 0.0}, "loss.temperature=0.0: must be > 0"),
+  ({"kind": "ri_infonce", "ri_clamp_max": -1.0}, "loss.ri_clamp_max=-1.0: must be > 0"),
+  ({"kind": "ri_infonce", "ri_start_step": -5}, "loss.ri_start_step=-5: must be >= 0"),
+])
+def test_a_bad_loss_setting_names_its_key(settings, message):
+  from rejax.losses import make_loss
+
+  with pytest.raises(ValueError) as error:
+    make_loss(settings)
+  assert str(error.value) == message

@@ -38,7 +38,7 @@ def test_optimizer_matches_torch_adamw_with_hf_schedule(grad_scale, divisor, wei
   want, torch_lrs = torch_run(params, grads_per_step, lr=1e-2, total=total, warmup_ratio=0.1,
                               weight_decay=weight_decay, clip=1.0, divisor=divisor)
 
-  tx = make_optimizer(lr=1e-2, total_steps=total, warmup_ratio=0.1, weight_decay=weight_decay, clip_norm=1.0,
+  tx = make_optimizer(linear_warmup_decay(1e-2, total, 0.1), weight_decay=weight_decay, clip_norm=1.0,
                       grad_divisor=divisor)
   got = [jnp.asarray(p, jnp.float32) for p in params]
   state = tx.init(got)

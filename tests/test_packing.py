@@ -18,7 +18,9 @@ from rejax.models import config_from_hf_dict, init_decoder
 from rejax.models.pooling import embed, embed_packed
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train import distributed
-from rejax.train.step import LossConfig, init_train_state, jit_train_step, make_train_step, sequence_embeddings
+from rejax.losses import RIInfoNCE
+from rejax.train.state import init_train_state, jit_train_step
+from rejax.train.step import make_train_step, sequence_embeddings
 from tests.test_train_step import flat
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "reason_embed"
@@ -125,7 +127,7 @@ def test_packed_train_step_equals_padded_on_8_devices(real_batches, chunk):
   packed (to_global_batch's two outputs). Each batch starts from the initial state, so the comparison is of
   gradients at one point, not of trajectories that drift apart by rounding."""
   mesh = make_mesh(2, 2, 2)
-  loss_cfg = LossConfig(kind="ri_infonce", group_size=4, ri_start_step=0)
+  loss_cfg = RIInfoNCE(group_size=4, ri_start_step=0)
   tx = optax.sgd(1.0)
   results = {}
   with use_mesh(mesh):

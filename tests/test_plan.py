@@ -127,7 +127,7 @@ def test_remedies_add_full_remat_then_ever_smaller_gradcache_chunks_then_fold_da
 
 def test_batch_shapes_are_the_longest_buckets_or_every_bucket_combination():
   from rejax.train.config import apply_overrides, load_config_file
-  from rejax.train.program import batch_shapes
+  from rejax.train.compiled_step import batch_shapes
 
   config = apply_overrides(load_config_file(TINY), ["--config.data.max_query_length=64",
                                                     "--config.data.max_passage_length=100",

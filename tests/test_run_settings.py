@@ -10,7 +10,7 @@ import pytest
 
 from rejax.errors import InputError
 from rejax.train.config import ConfigError, apply_overrides, load_config_file, to_json, validate
-from rejax.train.workdir import CONFIG_CHANGES, check_resume, record_resume_changes
+from rejax.train.resume_config import CONFIG_CHANGES, check_resume, record_resume_changes
 
 TINY = str(pathlib.Path(__file__).resolve().parent.parent / "configs" / "tiny.py")
 

@@ -11,8 +11,10 @@ from flax import nnx
 
 from rejax.models import config_from_hf_dict, init_decoder
 from rejax.sharding import batch_sharding, make_mesh, use_mesh
-from rejax.train.optim import make_optimizer
-from rejax.train.step import LossConfig, init_train_state, jit_train_step, make_train_step
+from rejax.losses import make_loss
+from rejax.train.optim import linear_warmup_decay, make_optimizer
+from rejax.train.state import init_train_state, jit_train_step
+from rejax.train.step import make_train_step
 
 TINY = dict(model_type="qwen3", vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6)
@@ -41,7 +43,7 @@ def flat(state) -> dict:
 def test_grad_cache_equals_full_batch_gradients(kind):
   # SGD with lr 1: new params = params - grads, so equal updates mean equal gradients
   model = init_decoder(config_from_hf_dict(TINY), seed=0)
-  loss_cfg = LossConfig(kind=kind, group_size=G, ri_start_step=0)
+  loss_cfg = make_loss({"kind": kind, "ri_start_step": 0}, group_size=G)
   tx = optax.sgd(1.0)
   results = []
   for chunk in (None, 2, 4):
@@ -61,7 +63,7 @@ def run_steps(mesh, lora: bool, tx, steps):
   from rejax.models import LoRAConfig
 
   cfg = config_from_hf_dict(TINY, lora=LoRAConfig(rank=4, alpha=8.0, dropout=0.1) if lora else None)
-  loss_cfg = LossConfig(kind="ri_infonce", group_size=G, ri_start_step=1)
+  loss_cfg = make_loss({"kind": "ri_infonce"}, group_size=G, ri_start_step=1)
   with use_mesh(mesh):
     model = init_decoder(cfg, seed=0, mesh=mesh)
     if lora:  # non-zero B so that the adapters matter from the first step
@@ -107,7 +109,7 @@ def test_sharded_adamw_steps_equal_one_device():
   near 1e-8, or one whose sign flips between steps, turns reduction-order rounding into update noise of up
   to ~1e-2 * lr: updates are compared at that absolute bound, losses at rtol 1e-5."""
   lr = 1e-2
-  tx = make_optimizer(lr=lr, total_steps=10, warmup_ratio=0.0)
+  tx = make_optimizer(linear_warmup_decay(lr, 10, warmup_ratio=0.0))
   one = make_mesh(1, 1, 1, devices=jax.devices()[:1])
   want_losses, want_params, _ = run_steps(one, False, tx, steps=2)
   losses, params, state = run_steps(make_mesh(2, 2, 2), False, tx, steps=2)

@@ -36,7 +36,7 @@ from jax.experimental import multihost_utils
 
 from rejax.io import STORAGE_ERRNOS, storage_errno, write_error
 from rejax.storage import as_path, copy_file, files_under, is_remote, remove_dir
-from rejax.train.step import TrainState
+from rejax.train.state import TrainState
 
 UNFINISHED = "*.orbax-checkpoint-tmp*"  # a step Orbax is still writing (or was, when its process was killed)
 

@@ -22,15 +22,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from rejax.data.text import MIN_LENGTH
-from rejax.errors import one_line
+from rejax.errors import ConfigError, one_line
 
-REQUIRED_KEYS = ("total_steps", "ckpt_every", "seed", "model", "data", "loss", "optim", "mesh",
-                 "loss.kind", "loss.temperature", "loss.ri_start_step", "loss.ri_clamp_max",
-                 "mesh.data", "mesh.fsdp", "mesh.tensor")
-
-
-class ConfigError(ValueError):
-  """A config file, key or value that cannot be used; the message names it."""
+# Blocks of a training config whose keys each config names itself (the others must have paper_config()'s keys).
+OPEN_BLOCKS = ("model.hf_config", "data.domains")
 
 
 def read_config_file(spec: str, module_prefix: str = "rejax_config") -> ml_collections.ConfigDict:
@@ -69,13 +64,32 @@ def _raised_at(error: BaseException, file: pathlib.Path) -> str:
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """The training config of `path.py[:arg]`, checked for the required keys and locked."""
+  """The training config of `path.py[:arg]`, checked for every key of paper_config() and locked."""
+  from rejax.train.recipe import paper_config
+
   config = read_config_file(spec)
-  missing = [key for key in REQUIRED_KEYS if not _has(config, key)]
+  missing = missing_keys(config, paper_config(), OPEN_BLOCKS)
   if missing:
-    raise ConfigError(f"--config {spec}: missing key(s) {', '.join(missing)}")
+    raise ConfigError(f"--config {spec}: missing key(s) {', '.join(missing)} (a training config starts from "
+                      "rejax.train.recipe.paper_config(), which has them all)")
   config.lock()
   return config
+
+
+def missing_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
+                 open_blocks: Sequence[str] = (), prefix: str = "") -> list[str]:
+  """The dotted keys of `reference` that `config` lacks (a block given as a plain value lacks all of its keys);
+  the keys inside `open_blocks` are the config's own and not compared."""
+  missing = []
+  for key, value in reference.items():
+    dotted = prefix + key
+    if key not in config:
+      missing.append(dotted)
+    elif isinstance(value, ml_collections.ConfigDict) and dotted not in open_blocks:
+      given = config[key]
+      missing += (missing_keys(given, value, open_blocks, dotted + ".") if isinstance(given, ml_collections.ConfigDict)
+                  else [f"{dotted}.{k}" for k in value])
+  return missing
 
 
 def _has(config, dotted: str) -> bool:
@@ -134,8 +148,8 @@ def _unknown_key(config: ml_collections.ConfigDict, args: Sequence[str]) -> str 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Cross-field rules; raises ConfigError naming the keys involved."""
+  from rejax.losses import make_loss
   from rejax.sharding import mesh_shape_problem
-  from rejax.train.step import LossConfig
 
   mesh = config.mesh
   problem = mesh_shape_problem(mesh.data, mesh.fsdp, mesh.tensor, device_count, mesh.dcn_data)
@@ -144,8 +158,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for key in ("total_steps", "ckpt_every", "log_every"):
     if config[key] < 1:
       raise ConfigError(f"{key}={config[key]}: must be >= 1")
-  try:  # the loss's own rules (kind, temperature), as the step will check them
-    LossConfig(kind=config.loss.kind, temperature=config.loss.temperature)
+  try:  # the loss's own rules (kind, its settings), as the run will build it
+    make_loss(config.loss)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   batch_shards = mesh.dcn_data * mesh.data * mesh.fsdp

@@ -27,7 +27,7 @@ from rejax.eval.search import build_index, search
 from rejax.staging import staged
 from rejax.storage import as_path
 from rejax.train.logger import RunLogger
-from rejax.train.step import TrainState
+from rejax.train.state import TrainState
 
 TOP_K = 1000  # the depth `rejax eval` ranks to by default (--top-k), so recall@100 and map agree with it
 

@@ -27,9 +27,11 @@ from rejax.sharding import make_mesh, use_mesh
 from rejax.storage import AnyPath, as_path, is_remote, same_or_inside
 from rejax.train.checkpoint import Checkpointer
 from rejax.train.lock import LOCK_FILE
-from rejax.train.program import COMPILED_STEPS, trained_variables
+from rejax.train.compiled_step import COMPILED_STEPS
+from rejax.train.components import components
 from rejax.train.profile import PROFILE_DIR
-from rejax.train.workdir import CONFIG_CHANGES, base_model_dir, build_model, dataset_dir
+from rejax.train.resume_config import CONFIG_CHANGES
+from rejax.train.run_inputs import base_model_dir, build_model, dataset_dir
 
 # What `rejax train` keeps in its workdir besides the export: an export must never replace one of them.
 RUN_ENTRIES = ("checkpoints", "config.json", "metrics.jsonl", "tensorboard", "base_model", "data", COMPILED_STEPS,
@@ -127,8 +129,9 @@ def export_run(workdir: str | AnyPath, output: str | AnyPath, *,
 
   mesh = make_mesh(data=jax.device_count())  # parameters replicated: export gathers them anyway
   with use_mesh(mesh):
-    model, model_cfg = build_model(config, base_dir, mesh)
-    graphdef, trainable, frozen = nnx.split(model, trained_variables(config), ...)
+    parts = components(config)
+    model, model_cfg = build_model(config, base_dir, mesh, parts.decoder_runtime)
+    graphdef, trainable, frozen = nnx.split(model, parts.trained, ...)
     trainable, _ = checkpoints.restore_params(step, trainable)
     model = nnx.merge(graphdef, trainable, frozen)
     instructions = training_instructions(dataset_dir(config, workdir))

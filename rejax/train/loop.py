@@ -11,20 +11,18 @@ is complete (rejax.train.preemption); `rejax train` then exits with status 75.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import math
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import ml_collections
 
 from rejax.data import text
-from rejax.data.pipeline import PipelineConfig, close_at_exit, make_dataset
-from rejax.io import append_text, write_text_atomic
+from rejax.data.pipeline import close_at_exit, make_dataset
+from rejax.io import write_text_atomic
 from rejax.sharding import make_mesh, use_mesh
 from rejax.storage import AnyPath, as_path, check_store
 from rejax.train import distributed
@@ -33,20 +31,18 @@ from rejax.train.config import to_json, validate
 from rejax.train.evaluate import DevEval, is_due
 from rejax.train.export_run import check_own_export_dir, export_run, own_export_dir
 from rejax.train.flops import peak_flops
-from rejax.train.goodput import StepWork, step_work
+from rejax.train.goodput import step_work
 from rejax.train.lock import lock_workdir, releases_workdir_lock
 from rejax.train.logger import RunLogger
 from rejax.train.peers import watch_peers
 from rejax.train.preemption import Preempted, PreemptionRequest, catch_preemption, describe
 from rejax.train.profile import StepProfiler
-from rejax.train.program import (COMPILED_STEPS, CompiledSteps, describe_memory, jitted_train_step, make_tx,
-                                 memory_figures, packed_row_multiple, reasoning_pass, trained_variables)
-from rejax.train.step import init_train_state
-from rejax.train.workdir import (CONFIG_CHANGES, barrier, base_model_dir, build_model, check_resume, dataset_dir,
-                                 describe_changes, record_resume_changes)
-
-class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or infinite; the run stopped before saving anything after it."""
+from rejax.train.compiled_step import CompiledSteps, jitted_train_step, packed_row_multiple
+from rejax.train.components import components
+from rejax.train.resume_config import CONFIG_CHANGES, check_resume, describe_changes, record_resume_changes
+from rejax.train.run_inputs import barrier, base_model_dir, build_model, dataset_dir
+from rejax.train.state import init_train_state
+from rejax.train.step_metrics import LateMetrics, Pending
 
 
 @releases_workdir_lock
@@ -78,11 +74,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | AnyPath, *, coordina
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption: PreemptionRequest) -> dict[str, Any]:
-  # ---------------------------------------------------------------- workdir
+  # ---------------------------------------------------------------- workdir and the config's objects
   workdir = as_path(workdir, "--workdir")  # a local directory or gs://BUCKET/PATH (rejax.storage)
   check_store(workdir, "--workdir")
   lock_workdir(workdir, warn=_warn)  # a second run on this workdir stops here; released when train() ends
   changed = check_resume(config, workdir)  # a key a resumed run may not change (model, data, loss) stops here
+  parts = components(config)  # decoder runtime, schedule and optimizer, loss, trained variables, pipeline
   primary = jax.process_index() == 0
 
   # ---------------------------------------------------------------- mesh
@@ -91,23 +88,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption
     # ------------------------------------------------------------- model: load or initialise, sharded
     base_dir = base_model_dir(config, workdir)
     replace_export = check_own_export_dir(config, workdir, base_dir)  # a bad export_dir fails before training
-    model, model_cfg = build_model(config, base_dir, mesh)
+    model, model_cfg = build_model(config, base_dir, mesh, parts.decoder_runtime)
 
     # ------------------------------------------------------------- data: this process's rows of each batch
-    data_dir = dataset_dir(config, workdir)
     block, blocks = distributed.batch_rows(mesh, config.mesh.dcn_data * config.mesh.data * config.mesh.fsdp)
-    pipeline = PipelineConfig(
-        data_dir=str(data_dir), tokenizer_dir=str(base_dir), domain_settings=dict(config.data.domains),
-        max_query_length=config.data.max_query_length, max_passage_length=config.data.max_passage_length,
-        min_bucket=config.data.min_bucket, seed=config.seed)
+    pipeline = parts.pipeline_for(dataset_dir(config, workdir), base_dir)
     data_iter = close_at_exit(iter(make_dataset(pipeline, num_steps=config.total_steps, process_index=block,
                                                 process_count=blocks, num_workers=config.data.num_workers)))
     tokenizer = text.load_tokenizer(base_dir)
     pad_id = text.pad_id_of(tokenizer)
 
     # ------------------------------------------------------------- train state, resumed if a checkpoint exists
-    tx = make_tx(config)
-    graphdef, state = init_train_state(model, tx, wrt=trained_variables(config))
+    graphdef, state = init_train_state(model, parts.optimizer, wrt=parts.trained)
     del model
     checkpoints = Checkpointer(workdir, every=config.ckpt_every, keep=config.keep_checkpoints,
                                best_metric=config.eval.metric if config.eval.keep_best else None)
@@ -125,24 +117,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption
     dev_eval = DevEval(config.eval, graphdef, state, tokenizer, mesh, logger) if config.eval.every else None
 
     # ------------------------------------------------------------- the step, compiled ahead of time per shape
-    compiled = CompiledSteps(jitted_train_step(config, graphdef, tx, state, mesh),
-                             functools.partial(_record_compile, logger, workdir))
+    compiled = CompiledSteps(jitted_train_step(parts, graphdef, state), logger.info, workdir)
     key = jax.random.key(config.seed)
-    flops_per_s = peak_flops() * jax.device_count()
     pack_rows = packed_row_multiple(config, mesh) if config.data.pack else None
     profiler = StepProfiler(workdir, config.profile.start_step, config.profile.steps, logger.info)
+    metrics = LateMetrics(logger, config.log_every, config.total_steps, peak_flops() * jax.device_count())
 
     # ------------------------------------------------------------- the loop
     checkpoint_meta = {"seed": config.seed, "config": json.loads(to_json(config))}
-    pending, last, resolved = None, {}, 0.0  # resolved: when the last step's metrics arrived
     signalled, saved = {}, start  # signalled: process -> signal, once they agree to stop; saved: the last step saved
     try:
       for step in range(start, config.total_steps):
         signalled = preemption.agreed()  # one answer on every process: stop before this step, save the one before
         if signalled:
-          if pending is not None:
-            last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
-            pending = None
+          metrics.resolve_now()
           logger.info(f"stopping before step {step + 1} ({describe(signalled)}); saving step {step}")
           if step > saved:
             logger.flush()
@@ -153,30 +141,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption
         waited = time.perf_counter() - waited
         batch = distributed.to_global_batch(host_batch, mesh, pad_id, pack_rows=pack_rows)
         with profiler.step(step + 1, previous_outputs=state):
-          state, metrics = compiled(state, batch, key)
-        profiler.after(step + 1, metrics)
-        if pending is not None:  # a new shape compiled while the step before ran: not that step's time
-          pending.excluded += compiled.compile_seconds
+          state, step_metrics = compiled(state, batch, key)
+        profiler.after(step + 1, step_metrics)
+        metrics.compiled(compiled.compile_seconds)
         computed = {k: v.shape for k, v in batch.items() if k.endswith("_ids")}
-        work = step_work(model_cfg, host_batch, computed, reasoning_pass(config, step), blocks)
-        done = Pending(step + 1, metrics, work, waited, profiled=profiler.covers(step + 1))
-        if pending is not None:
-          last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
-          resolved = pending.resolved
-        done.since, pending = resolved, done
+        work = step_work(model_cfg, host_batch, computed, parts.loss.reasoning_pass(step), blocks)
+        metrics.dispatched(Pending(step + 1, step_metrics, work, waited, profiled=profiler.covers(step + 1)))
+
         eval_due = is_due(step + 1, config.eval, config.total_steps)
         save_due = checkpoints.manager.should_save(step + 1) or step + 1 == config.total_steps
         if eval_due or save_due:  # this step's record first: its figures join it, its checkpoint may rank by them
-          evaluate = functools.partial(dev_eval, state, step + 1) if eval_due else None
-          last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s, evaluate)
-          pending, resolved = None, pending.resolved
+          figures = metrics.resolve_now(functools.partial(dev_eval, state, step + 1) if eval_due else None)
         if save_due:
           logger.flush()  # on a bucket metrics.jsonl is rewritten now and then: whole up to every checkpoint
           checkpoints.save(step + 1, state, data_iter, {"step": step + 1, **checkpoint_meta},
-                           figures=last if eval_due else None, force=step + 1 == config.total_steps)
+                           figures=figures if eval_due else None, force=step + 1 == config.total_steps)
           saved = step + 1
-      if pending is not None:
-        last = pending.resolve(logger, config.log_every, config.total_steps, flops_per_s)
+      metrics.resolve_now()
     finally:
       profiler.close()
       checkpoints.wait()  # a save in flight completes even when the run stops on an error
@@ -191,57 +172,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str | AnyPath, preemption
       export_run(workdir, own_export_dir(config, workdir), overwrite=replace_export,
                  step=checkpoints.best_step() if config.eval.export_best else None)
     checkpoints.close()
-  return last
-
-
-@dataclasses.dataclass
-class Pending:
-  """A dispatched step whose metrics are fetched one step later, so the host never waits on the device."""
-
-  step: int
-  metrics: dict
-  work: StepWork
-  input_wait_s: float
-  profiled: bool = False  # traced by the profiler: its timing figures (slowed by the trace) are not logged
-  since: float = 0.0  # when the step before it had finished (its metrics arrived, its evaluation was done)
-  excluded: float = 0.0  # seconds within its interval that were not its own (the next shape's compile)
-  dispatched: float = dataclasses.field(default_factory=time.perf_counter)
-  resolved: float = 0.0
-
-  def resolve(self, logger: RunLogger, log_every: int, total: int, flops_per_s: float,
-              evaluate: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
-    """Fetches, checks and logs the step's scalars, with `evaluate()`'s figures (run after the step is timed)."""
-    values = {k: float(v) for k, v in jax.device_get(self.metrics).items()}
-    # The step's time is from the previous step's end (or this one's dispatch, if later) to its metrics: with the
-    # host a step ahead, dispatch-to-metrics would also count the wait for the step before.
-    seconds = time.perf_counter() - max(self.dispatched, self.since) - self.excluded
-    if not math.isfinite(values["loss"]):
-      raise NonFiniteLossError(
-          f"loss is {values['loss']} at step {self.step}; stopped without saving it. The last good checkpoint "
-          "is the latest under checkpoints/; lower optim.lr, check the data, or resume with the same command.")
-    if self.profiled:
-      values.update(profiled=1.0)
-    else:
-      values.update(self.work.rates(seconds, flops_per_s), step_s=seconds, input_wait_s=self.input_wait_s)
-    self.resolved = time.perf_counter()
-    if evaluate is not None:
-      values.update(evaluate())
-      self.resolved = time.perf_counter()
-    if self.step % log_every == 0 or self.step == total or evaluate is not None:
-      logger.log(self.step, values)
-    logger.advance()
-    return values
-
-
-def _record_compile(logger: RunLogger, workdir: AnyPath, shapes: dict, seconds: float, compiled) -> None:
-  """Logs a newly compiled step shape and appends its memory figures to COMPILED_STEPS (process 0)."""
-  figures = memory_figures(compiled)
-  logger.info(f"compiled the step for {', '.join(f'{k} {s}' for k, s in shapes.items())} in {seconds:.1f}s; "
-              f"{describe_memory(figures)}")
-  if jax.process_index() == 0:
-    record = {"shapes": {k: list(s) for k, s in shapes.items()}, "compile_seconds": round(seconds, 2),
-              **(figures or {})}
-    append_text(workdir / COMPILED_STEPS, json.dumps(record) + "\n", what="the compiled step's memory figures to")
+  return metrics.last
 
 
 def _warn(message: str) -> None:

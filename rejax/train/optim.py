@@ -27,21 +27,20 @@ def linear_warmup_decay(peak_lr: float, total_steps: int, warmup_ratio: float = 
   )
 
 
-def make_optimizer(*, lr: float, total_steps: int, warmup_ratio: float = 0.1, b1: float = 0.9, b2: float = 0.999,
-                   eps: float = 1e-8, weight_decay: float = 0.0, clip_norm: float | None = 1.0,
+def make_optimizer(lr: float | optax.Schedule, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                   weight_decay: float = 0.0, clip_norm: float | None = 1.0,
                    grad_divisor: float = 1.0) -> optax.GradientTransformation:
-  """AdamW on a linear warmup/decay schedule after global-norm clipping.
+  """AdamW at `lr` (a constant, or the run's schedule: `linear_warmup_decay`) after global-norm clipping.
 
   grad_divisor: the reference release runs W data-parallel ranks that each compute the same global loss,
   and DDP averages their gradients, so it steps on grad(global loss) / W. A single-program JAX step computes
   grad(global loss) itself. Set grad_divisor=W to reproduce the reference exactly; it only matters where
   clipping engages (AdamW is otherwise invariant to the gradient's scale, up to eps).
   """
-  schedule = linear_warmup_decay(lr, total_steps, warmup_ratio)
   transforms = []
   if grad_divisor != 1.0:
     transforms.append(optax.scale(1.0 / grad_divisor))
   if clip_norm is not None:
     transforms.append(optax.clip_by_global_norm(clip_norm))
-  transforms.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
+  transforms.append(optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
   return optax.chain(*transforms)

@@ -38,10 +38,10 @@ from rejax.models.config import shipped_hf_config
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train.config import ConfigError, apply_overrides, validate
 from rejax.train.flops import executed_step_flops, train_step_flops
-from rejax.train.program import (BatchShape, abstract_train_state, batch_shapes, jitted_train_step, make_tx,
-                                 memory_figures, trained_variables)
+from rejax.train.compiled_step import BatchShape, batch_shapes, jitted_train_step, memory_figures
+from rejax.train.components import components
+from rejax.train.state import abstract_train_state
 from rejax.train.topology import Topology, resolve_topology
-from rejax.train.workdir import decoder_runtime
 
 EXIT_DOES_NOT_FIT = 3
 MAX_REMEDY_COMPILES = 4  # per failing shape; an 8B step takes minutes to compile
@@ -123,13 +123,13 @@ def planned_domains(config: ml_collections.ConfigDict) -> tuple[dict[str, tuple[
 
 def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology, shape: BatchShape) -> dict:
   """One shape's row of the plan: the compiled step's memory per device, FLOPs and estimated time."""
-  model_cfg = config_from_hf_dict(hf_config, **decoder_runtime(config))
+  parts = components(config)
+  model_cfg = config_from_hf_dict(hf_config, **parts.decoder_runtime)
   mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=topology.devices,
                    dcn_data=config.mesh.dcn_data)
   with use_mesh(mesh):
-    tx = make_tx(config)
-    graphdef, state = abstract_train_state(model_cfg, tx, mesh, trained_variables(config))
-    jitted = jitted_train_step(config, graphdef, tx, state, mesh)
+    graphdef, state = abstract_train_state(model_cfg, parts.optimizer, mesh, parts.trained)
+    jitted = jitted_train_step(parts, graphdef, state)
     key = jax.eval_shape(lambda: jax.random.key(config.seed))
     batch = shape.abstract_batch(mesh, packed=config.data.pack)
     start = time.perf_counter()
@@ -147,7 +147,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
     raise InputError(f"--topology {topology.name}: the compiler reports no memory analysis for this backend")
   devices = len(topology.devices)
   shapes = shape.ids_shapes()
-  reasoning = config.loss.kind == "ri_infonce"
+  reasoning = parts.loss.uses_reasoning
   flops = train_step_flops(model_cfg, shapes, reasoning)
   executed = executed_step_flops(model_cfg, shapes, reasoning, remat=model_cfg.remat,
                                  grad_cache=bool(config.optim.grad_cache_chunk))

@@ -1,10 +1,11 @@
-"""The compiled program of a run, built one way for `rejax train` (real arrays) and `rejax plan` (abstract
-ones): the optimizer, the jitted step with its shardings, the train state, the batch shapes the data can
-produce, and the step compiled ahead of time per shape with its memory figures."""
+"""The run's step as the devices run it, built one way for `rejax train` (real arrays) and `rejax plan` (abstract
+ones): jitted with its shardings, over a real or abstract train state, for the batch shapes the data can produce,
+compiled ahead of time per shape with its memory figures (logged, and kept in WORKDIR/compiled_steps.jsonl)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from typing import Callable, Mapping
@@ -12,42 +13,20 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from rejax.data.packing import max_segments
 from rejax.data.text import bucket_lengths
-from rejax.models import DecoderConfig, abstract_decoder
-from rejax.sharding import batch_shards, batch_sharding, param_shardings
-from rejax.train.optim import linear_warmup_decay, make_optimizer
-from rejax.train.step import LossConfig, TrainState, jit_train_step, make_train_step, opt_state_shardings
+from rejax.io import append_text
+from rejax.sharding import batch_shards, batch_sharding
+from rejax.storage import AnyPath
+from rejax.train.components import Components
+from rejax.train.state import TrainState, jit_train_step
+from rejax.train.step import make_train_step
 
 COMPILED_STEPS = "compiled_steps.jsonl"  # in a workdir: one line per step shape compiled (shapes, seconds, memory)
 BATCH_INPUTS = ("query", "passage", "reason")  # each a pair of [rows, length] int32 arrays: *_ids, *_mask
-
-
-def make_tx(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The run's optimizer from `optim.*` and `total_steps`."""
-  o = config.optim
-  return make_optimizer(lr=o.lr, total_steps=config.total_steps, warmup_ratio=o.warmup_ratio, b1=o.b1, b2=o.b2,
-                        eps=o.eps, weight_decay=o.weight_decay, clip_norm=o.clip_norm or None,
-                        grad_divisor=o.grad_divisor)
-
-
-def trained_variables(config: ml_collections.ConfigDict):
-  """The nnx filter of what the run trains: the adapters with LoRA, else every parameter."""
-  return nnx.LoRAParam if config.model.lora.enabled else nnx.Param
-
-
-def loss_config(config: ml_collections.ConfigDict) -> LossConfig:
-  return LossConfig(kind=config.loss.kind, temperature=config.loss.temperature,
-                    ri_start_step=config.loss.ri_start_step, ri_clamp_max=config.loss.ri_clamp_max)
-
-
-def reasoning_pass(config: ml_collections.ConfigDict, step: int) -> bool:
-  """Whether step `step` of the run encodes the reasoning queries (RI-InfoNCE, from loss.ri_start_step)."""
-  return loss_config(config).reasoning_pass(step)
 
 
 def packed_row_multiple(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
@@ -55,36 +34,12 @@ def packed_row_multiple(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
   return math.lcm(batch_shards(mesh), config.optim.grad_cache_chunk or 1)
 
 
-def jitted_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                      state: TrainState, mesh: Mesh) -> Callable:
+def jitted_train_step(parts: Components, graphdef: nnx.GraphDef, state: TrainState) -> Callable:
   """THE step of the run, jitted with the state's shardings and batches over the batch axes; `state` may be
   real or abstract (ShapeDtypeStructs with shardings): only its shardings are read."""
-  step = make_train_step(graphdef, tx, loss_config(config), grad_cache_chunk=config.optim.grad_cache_chunk or None,
-                         lr_schedule=linear_warmup_decay(config.optim.lr, config.total_steps,
-                                                         config.optim.warmup_ratio))
+  step = make_train_step(graphdef, parts.optimizer, parts.loss, grad_cache_chunk=parts.grad_cache_chunk,
+                         lr_schedule=parts.schedule)
   return jit_train_step(step, state)  # batches come placed over the batch axes (to_global_batch, abstract_batch)
-
-
-def abstract_train_state(model_cfg: DecoderConfig, tx: optax.GradientTransformation, mesh: Mesh,
-                         wrt) -> tuple[nnx.GraphDef, TrainState]:
-  """(graphdef, state) with the shapes, dtypes and shardings `init_train_state` gives a real model on `mesh`,
-  and no memory: every leaf a ShapeDtypeStruct."""
-  graphdef, state = abstract_decoder(model_cfg)
-  shardings = param_shardings(state, mesh)
-
-  def with_sharding(path, var):
-    return var.replace(jax.ShapeDtypeStruct(var.shape, var.dtype, sharding=sharding_of[path]))
-
-  sharding_of = dict(nnx.to_flat_state(shardings))
-  state = nnx.map_state(with_sharding, state)
-  model = nnx.merge(graphdef, state)
-  graphdef, trainable, frozen = nnx.split(model, wrt, ...)
-  opt_shardings = opt_state_shardings(tx, trainable)
-  opt_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                           jax.eval_shape(tx.init, trainable), opt_shardings)
-  replicated = NamedSharding(mesh, PartitionSpec())
-  return graphdef, TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), trainable=trainable,
-                              frozen=frozen, opt_state=opt_state)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,11 +119,12 @@ def describe_memory(figures: dict[str, int] | None) -> str:
 
 
 class CompiledSteps:
-  """The jitted step lowered and compiled once per batch shape; `on_compile(shapes, seconds, compiled)` is
-  told of each new one."""
+  """The jitted step lowered and compiled once per batch shape. Each new shape is logged (`log`) with its compile
+  time and memory figures, which process 0 also appends to `workdir`/COMPILED_STEPS."""
 
-  def __init__(self, jitted, on_compile: Callable[[dict[str, tuple[int, ...]], float, object], None]):
-    self.jitted, self.on_compile, self.cache = jitted, on_compile, {}
+  def __init__(self, jitted, log: Callable[[str], None], workdir: AnyPath):
+    self.jitted, self.log, self.record = jitted, log, workdir / COMPILED_STEPS
+    self.cache = {}
     self.compile_seconds = 0.0  # spent compiling in the last call (0 when its shape was compiled before)
 
   def __call__(self, state, batch, key):
@@ -178,6 +134,15 @@ class CompiledSteps:
       start = time.perf_counter()
       compiled = self.jitted.lower(state, batch, key).compile()
       self.compile_seconds = time.perf_counter() - start
-      self.on_compile({k: tuple(s) for k, s in signature if k.endswith("_ids")}, self.compile_seconds, compiled)
+      self._recorded({k: tuple(s) for k, s in signature if k.endswith("_ids")}, self.compile_seconds, compiled)
       self.cache[signature] = compiled
     return self.cache[signature](state, batch, key)
+
+  def _recorded(self, shapes: dict[str, tuple[int, ...]], seconds: float, compiled) -> None:
+    figures = memory_figures(compiled)
+    self.log(f"compiled the step for {', '.join(f'{k} {s}' for k, s in shapes.items())} in {seconds:.1f}s; "
+             f"{describe_memory(figures)}")
+    if jax.process_index() == 0:
+      record = {"shapes": {k: list(s) for k, s in shapes.items()}, "compile_seconds": round(seconds, 2),
+                **(figures or {})}
+      append_text(self.record, json.dumps(record) + "\n", what="the compiled step's memory figures to")

@@ -1,0 +1,42 @@
+"""What every loss is: a frozen dataclass of its settings (`loss.*` keys of a run's config) that scores the
+global batch's embeddings and says which scalars it reports and whether a step needs the reasoning queries."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class ContrastiveLoss:
+  """The settings every loss has. Subclasses add theirs as fields (each a `loss.NAME` key) and implement
+  `__call__`; a subclass that needs the reasoning queries sets `uses_reasoning` and overrides `reasoning_pass`."""
+
+  kind: ClassVar[str]  # the `loss.kind` that selects it (its key in rejax.losses.LOSSES)
+  uses_reasoning: ClassVar[bool] = False  # whether any step encodes the reasoning queries q'
+
+  temperature: float = 0.02
+  group_size: int | None = None  # None: passage rows / query rows of each batch (domains differ)
+
+  def __post_init__(self):
+    if not self.temperature > 0:
+      raise ValueError(f"loss.temperature={self.temperature}: must be > 0")
+
+  def reasoning_pass(self, step) -> bool | jax.Array:
+    """Whether the step numbered `step` (an int, or the traced step count) encodes the reasoning queries."""
+    return False
+
+  def group_size_of(self, q: jax.Array, p: jax.Array) -> int:
+    """G of the batch: `group_size`, or passages per query; raises ValueError when the rows do not divide."""
+    group_size = self.group_size or p.shape[0] // q.shape[0]
+    if p.shape[0] != q.shape[0] * group_size:
+      raise ValueError(f"{p.shape[0]} passages for {q.shape[0]} queries: not {group_size} per query")
+    return group_size
+
+  def __call__(self, q: jax.Array, p: jax.Array, q_reason: jax.Array | None,
+               step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(the scalar loss, the scalars the run logs) of unit-norm q [B, D] against p [B*G, D]; `q_reason` [B, D]
+    when `reasoning_pass(step)` may be true, else None; `step` the traced count of updates before this one."""
+    raise NotImplementedError
