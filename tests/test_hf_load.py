@@ -86,9 +86,9 @@ def test_truncated_file_is_named(llama_dir):
 
 def test_unsupported_model_type_lists_the_supported_ones(llama_dir):
   config = json.loads((llama_dir / "config.json").read_text())
-  config["model_type"] = "mistral"
+  config["model_type"] = "gemma"
   (llama_dir / "config.json").write_text(json.dumps(config))
-  with pytest.raises(ValueError, match=r"unsupported model_type 'mistral'; supported: llama, qwen3"):
+  with pytest.raises(ValueError, match=r"unsupported model_type 'gemma'; supported: llama, mistral, qwen2, qwen3"):
     load_decoder(llama_dir)
 
 
@@ -101,10 +101,12 @@ def test_hub_id_offline_fails_with_a_clear_message(monkeypatch, tmp_path):
     resolve_model_dir(str(tmp_path / "no" / "such" / "dir"))
 
 
-def test_parameters_are_named_after_hf_modules(tiny_model_factory):
+@pytest.mark.parametrize("name", ["qwen3_tied", "llama31", "qwen2", "mistral"])
+def test_parameters_are_named_after_hf_modules(tiny_model_factory, name):
+  """Every family's parameters, biases included (Qwen2: q, k, v and not o), are the transformers model's."""
   from flax import nnx
 
-  model_dir, torch_model = tiny_model_factory("qwen3_tied")
+  model_dir, torch_model = tiny_model_factory(name)
   model, _ = load_decoder(model_dir)
   ours = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
   theirs = {n.replace("layers.0.", "layers.") for n, _ in torch_model.named_parameters()

@@ -42,7 +42,7 @@ def torch_reference(base_model, ids, mask):
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
-@pytest.mark.parametrize("name", ["qwen3_tied", "qwen3_untied", "llama31"])
+@pytest.mark.parametrize("name", ["qwen3_tied", "qwen3_untied", "llama31", "qwen2", "qwen2_bidirectional", "mistral"])
 def test_fp32_matches_transformers(tiny_model_factory, name, side):
   model_dir, torch_model = tiny_model_factory(name)
   ids, mask = padded_batch(load_tokenizer(model_dir), side)
@@ -67,6 +67,22 @@ def test_bf16_compute_close_to_transformers_fp32(tiny_model_factory, name):
     emb = np.asarray(embed(model, jnp.asarray(ids), jnp.asarray(mask)))
     assert emb.dtype == np.float32
     assert (emb * emb_ref).sum(-1).min() >= 0.999
+
+
+def test_bidirectional_config_attends_both_ways_as_transformers_does(tiny_model_factory):
+  """config.json `is_causal: false` (gte-Qwen2 style) gives causal=False, and transformers 5.23 then attends both
+  ways too (masking_utils builds a bidirectional mask): the first token's state depends on the tokens after it."""
+  model_dir, torch_model = tiny_model_factory("qwen2_bidirectional")
+  assert torch_model.config.is_causal is False
+  ids, mask = padded_batch(load_tokenizer(model_dir), "right")
+  hidden_ref, _ = torch_reference(torch_model, ids, mask)
+  bidirectional, cfg = load_decoder(model_dir)
+  causal, _ = load_decoder(model_dir, causal=True)
+  assert cfg.causal is False
+  hidden = np.asarray(bidirectional(jnp.asarray(ids), jnp.asarray(mask)))
+  first_causal = np.asarray(causal(jnp.asarray(ids), jnp.asarray(mask)))[:, 0]
+  assert np.abs(hidden[:, 0] - hidden_ref[:, 0]).max() <= 1e-4
+  assert np.abs(first_causal - hidden_ref[:, 0]).max() > 1e-2  # the test would notice causal attention
 
 
 def test_left_and_right_padding_give_the_same_embeddings(tiny_model_factory):

@@ -1,4 +1,5 @@
-"""Tiny random Qwen3 / Llama-3.1 checkpoints built with transformers, saved as real HF directories."""
+"""Tiny random checkpoints of every family (Qwen3, Llama-3.1, Qwen2, Mistral) built with transformers, saved as
+real HF directories."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import pathlib
 
 import pytest
 
-# The real families' embedding sizes (Qwen3 pads its 151,669 tokens to 151,936, as its config.json does).
-VOCAB_SIZE = {"qwen3": 151936, "llama": 128256}
+# The real families' embedding sizes (Qwen3 pads its 151,669 tokens to 151,936, as its config.json does). Mistral's
+# own tokenizer is not available offline: its tiny models use Llama-3.1's, and its embedding size.
+VOCAB_SIZE = {"qwen3": 151936, "llama": 128256, "qwen2": 151936, "mistral": 128256}
+TOKENIZER = {"qwen3": "qwen3", "qwen2": "qwen3", "llama": "llama-3.1", "mistral": "llama-3.1"}
 
 # Architectures the parity tests cover; each is small but exercises one feature of the real families.
 TINY_CONFIGS = {
@@ -26,6 +29,19 @@ TINY_CONFIGS = {
                     rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
                                      "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                      "original_max_position_embeddings": 8192}),
+    # Qwen2: a bias on q, k and v (always) and none on o, no q/k norm, untied, GQA 4:2.
+    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}),
+    # gte-Qwen2 style: the same with bidirectional attention (config.json `is_causal: false`), tied embeddings.
+    "qwen2_bidirectional": dict(model_type="qwen2", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+                                tie_word_embeddings=True, is_causal=False),
+    # Mistral: GQA 4:1, head_dim (32) != hidden/heads (16), and its 4096-token sliding window (longer than any text
+    # here, so attention over the whole sequence is exact).
+    "mistral": dict(model_type="mistral", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-5,
+                    sliding_window=4096),
 }
 
 
@@ -55,10 +71,11 @@ def make_tiny_model(name: str, tokenizer_dir: pathlib.Path, out_dir: pathlib.Pat
 def tiny_model_factory(tmp_path_factory, qwen3_tokenizer_dir, llama31_tokenizer_dir):
   """`make(name) -> (dir, torch base model)`, cached per name for the session."""
   cache: dict[str, tuple[pathlib.Path, object]] = {}
+  tokenizer_dirs = {"qwen3": qwen3_tokenizer_dir, "llama-3.1": llama31_tokenizer_dir}
 
   def make(name: str):
     if name not in cache:
-      tokenizer_dir = llama31_tokenizer_dir if name.startswith("llama") else qwen3_tokenizer_dir
+      tokenizer_dir = tokenizer_dirs[TOKENIZER[TINY_CONFIGS[name]["model_type"]]]
       out = tmp_path_factory.mktemp(name)
       model = make_tiny_model(name, tokenizer_dir, out)
       cache[name] = (out, model.model)

@@ -13,14 +13,23 @@ from tqdm.auto import tqdm
 
 from rejax.data.packing import first_fit_decreasing, lay_out, max_segments
 from rejax.data.text import bucket_length, format_query, load_tokenizer, pad_batch, pad_id_of, tokenize
+from rejax.errors import InputError
 from rejax.hf.hub import resolve_model_dir
-from rejax.hf.load import load_decoder
+from rejax.hf.load import load_decoder, model_config
+from rejax.models import window_problem
 from rejax.models.pooling import embed, embed_packed
 from rejax.sharding import every_device_sharding
 
 
+def refuse_window(cfg, max_length: int) -> None:
+  """Raises InputError when texts of `max_length` tokens are longer than the model's sliding window."""
+  problem = window_problem(cfg, max_length)
+  if problem is not None:
+    raise InputError(problem)
+
+
 class Encoder:
-  """A model and its tokenizer, turning texts into unit-norm float32 embeddings.
+  """A model and its tokenizer, turning texts into unit-norm float32 embeddings (pooled as the model's config says).
 
   The model may be abstract (`nnx.eval_shape`): then every call brings the weights (`encode_tokens(weights=)`),
   as a training run's dev evaluation does with the parameters of the moment.
@@ -30,6 +39,7 @@ class Encoder:
                model_dir: pathlib.Path | None = None, pack: bool = True):
     if batch_size < 1:  # range(0, n, batch) would encode nothing, or fail deep inside numpy
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    refuse_window(model.cfg, max_length)
     self.model_dir = model_dir  # where the weights came from (keys the embedding cache)
     self.tokenizer = tokenizer
     self.max_length = max_length
@@ -48,12 +58,14 @@ class Encoder:
 
   @classmethod
   def from_pretrained(cls, model_dir: str | pathlib.Path, *, dtype: str = "float32", mesh: Mesh | None = None,
-                      **kwargs) -> Encoder:
-    """An Encoder for a local HF model directory or hub id; `dtype` sets both parameter and compute dtype."""
+                      max_length: int = 512, **kwargs) -> Encoder:
+    """An Encoder for a local HF model directory or hub id; `dtype` sets both parameter and compute dtype. The
+    pooling is the directory's sentence-transformers pooling when it has one (1_Pooling/config.json)."""
     model_dir = resolve_model_dir(model_dir)
+    refuse_window(model_config(model_dir), max_length)  # before the weights are read
     tokenizer = load_tokenizer(model_dir)  # first: a broken tokenizer fails before the weights are read
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
-    return cls(model, tokenizer, mesh=mesh, model_dir=model_dir, **kwargs)
+    return cls(model, tokenizer, max_length=max_length, mesh=mesh, model_dir=model_dir, **kwargs)
 
   def _forward(self, states, ids_bt, mask_bt):
     return embed(nnx.merge(self._graphdef, *states), ids_bt, mask_bt)

@@ -1,5 +1,6 @@
-"""A baseline embedder behind the same interface as `Encoder`: any sentence-transformers directory that is
-not a Qwen3 / Llama decoder (all-MiniLM-L6-v2, e5, bge, ...), encoded by sentence-transformers itself.
+"""A baseline embedder behind the same interface as `Encoder`: any sentence-transformers directory that rejax does
+not encode itself (all-MiniLM-L6-v2, bge, ...: a model_type outside rejax.models.FAMILIES, or a pooling rejax does
+not compute), encoded by sentence-transformers itself.
 
 `rejax eval --model DIR` uses it for such a directory, so a baseline is scored with exactly the protocol,
 search and metrics of our own models. It needs the `sentence-transformers` package (the dev extra).
@@ -14,15 +15,23 @@ from typing import Sequence
 import numpy as np
 
 from rejax.data.text import format_query
-from rejax.models.config import SUPPORTED_MODEL_TYPES
+from rejax.hf.sentence_transformers_layout import read_pooling
+from rejax.models import SUPPORTED_MODEL_TYPES
 
 
 def is_baseline_dir(model_dir: pathlib.Path) -> bool:
-  """Whether `model_dir` is a sentence-transformers model of an architecture the JAX decoder does not implement."""
+  """Whether `model_dir` is a sentence-transformers model that the JAX decoder does not encode as
+  sentence-transformers would: an architecture it does not implement, or a pooling it does not compute."""
   config = model_dir / "config.json"
   if not (model_dir / "modules.json").is_file() or not config.is_file():
     return False
-  return json.loads(config.read_text()).get("model_type") not in SUPPORTED_MODEL_TYPES
+  if json.loads(config.read_text()).get("model_type") not in SUPPORTED_MODEL_TYPES:
+    return True
+  try:
+    read_pooling(model_dir)
+  except ValueError:
+    return True
+  return False
 
 
 class SentenceTransformerEncoder:

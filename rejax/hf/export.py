@@ -4,12 +4,13 @@ load as they are.
     from rejax.hf.export import export_model
     export_model(model, "hf/my-embedder", base_dir="Qwen/Qwen3-8B")   # model: an NNX Decoder, LoRA or not
 
-    AutoModel.from_pretrained("hf/my-embedder")             # Qwen3Model / LlamaModel, final hidden states
+    AutoModel.from_pretrained("hf/my-embedder")             # Qwen3Model, LlamaModel, ...: final hidden states
     SentenceTransformer("hf/my-embedder").encode(queries, prompt_name="biology")   # == rejax encode
 
 The directory holds: the weights as safetensors in the base model's dtype (`rejax.hf.save`), config.json
-for the bare architecture, the tokenizer with EOS appended by its post-processor (`rejax.hf.tokenizer`), and
-the sentence-transformers files with one prompt per task instruction (`rejax.hf.sentence_transformers_layout`).
+for the bare architecture (its family's class; `is_causal: false` for a bidirectional model), the tokenizer with
+EOS appended by its post-processor (`rejax.hf.tokenizer`), and the sentence-transformers files with the model's
+pooling and one prompt per task instruction (`rejax.hf.sentence_transformers_layout`).
 Local paths only. On several processes every one must call `export_model` (weights are gathered
 collectively); process 0 writes. The directory is built beside `output` and renamed into place when complete, so
 `output` never holds half an export; a non-empty `output` is replaced only with overwrite=True.
@@ -30,38 +31,36 @@ from rejax.data.text import MIN_LENGTH
 from rejax.domains import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same strings training and BRIGHT use
 from rejax.errors import ExportError
 from rejax.hf.hub import resolve_model_dir
+from rejax.hf.load import model_config
 from rejax.hf.save import save_safetensors, staged_directory
 from rejax.hf.sentence_transformers_layout import query_prompts, write_sentence_transformers_files
 from rejax.hf.tokenizer import save_eos_tokenizer
-from rejax.models import Decoder, DecoderConfig, load_config, merge_lora
+from rejax.models import Decoder, DecoderConfig, family_of, merge_lora
 from rejax.models.config import as_dtype
 from rejax.storage import as_path, same_or_inside
-
-# The bare (no LM head) transformers class of each family: what an embedder is.
-ARCHITECTURES = {"qwen3": "Qwen3Model", "llama": "LlamaModel"}
 
 # Keys of a base config.json that the export rewrites (or that describe a checkpoint, not an architecture).
 _REWRITTEN_KEYS = {"architectures", "model_type", "dtype", "torch_dtype", "transformers_version", "rope_theta",
                    "rope_scaling", "rope_parameters", "auto_map", "quantization_config", "_name_or_path",
-                   "_model_name_or_path"}
+                   "_model_name_or_path", "is_causal"}
+# How the model was run, not what it is: the re-read config.json takes them from the model.
 _RUNTIME_FIELDS = ("param_dtype", "dtype", "attention_impl", "remat")
 
 
 def architecture_fields(cfg: DecoderConfig) -> dict[str, Any]:
-  """The config.json fields that `rejax.models.config_from_hf_dict` reads, from a DecoderConfig (its inverse)."""
+  """The config.json fields that `rejax.models.config_from_hf_dict` reads, from a DecoderConfig (its inverse):
+  the ones every family shares, then the family's own (biases, sliding window: rejax/models/families.py)."""
   rope = {"rope_type": "default", **(cfg.rope_scaling or {}), "rope_theta": cfg.rope_theta}
   fields = dict(
       vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
       num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
       num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps,
-      rope_parameters=rope, attention_bias=cfg.attention_bias, tie_word_embeddings=cfg.tie_word_embeddings,
-      hidden_act="silu",
+      rope_parameters=rope, tie_word_embeddings=cfg.tie_word_embeddings,
   )
-  if cfg.model_type == "llama":
-    fields["mlp_bias"] = cfg.mlp_bias
-  elif cfg.mlp_bias:
-    raise ValueError(f"model_type={cfg.model_type!r} has no mlp_bias in transformers; cannot export mlp_bias=True")
-  return fields
+  if not cfg.causal:  # transformers' masking_utils then builds bidirectional masks; absent means causal
+    fields["is_causal"] = False
+  return {**fields, **family_of(cfg.model_type).config_fields(
+      qkv_bias=cfg.qkv_bias, o_bias=cfg.o_bias, mlp_bias=cfg.mlp_bias, sliding_window=cfg.sliding_window)}
 
 
 def hf_config(cfg: DecoderConfig, base: Mapping[str, Any] | None, dtype: str):
@@ -71,7 +70,7 @@ def hf_config(cfg: DecoderConfig, base: Mapping[str, Any] | None, dtype: str):
 
   fields = {k: v for k, v in (base or {}).items() if k not in _REWRITTEN_KEYS}
   config = AutoConfig.for_model(cfg.model_type, **{**fields, **architecture_fields(cfg)}, dtype=dtype)
-  config.architectures = [ARCHITECTURES[cfg.model_type]]
+  config.architectures = [family_of(cfg.model_type).transformers_class]
   return config
 
 
@@ -137,12 +136,13 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
     if writer:
       cfg = merged.cfg
       hf_config(cfg, base, dtype).save_pretrained(staging)
-      reread = load_config(staging, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
-      if reread != cfg:
-        raise AssertionError(f"{output}/config.json does not read back as the model's config: {reread} != {cfg}")
       save_eos_tokenizer(base_dir, staging)
       write_sentence_transformers_files(staging, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
-                                        prompts=prompts)
+                                        prompts=prompts, pooling=cfg.pooling)
+      reread = model_config(staging, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
+      if reread != cfg:
+        raise AssertionError(f"{output}: config.json and 1_Pooling/ do not read back as the model's config: "
+                             f"{reread} != {cfg}")
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("rejax.hf.export: written")
   return output

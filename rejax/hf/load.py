@@ -20,6 +20,7 @@ from safetensors import safe_open
 
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.names import TensorRef, hf_ref, is_ignored
+from rejax.hf.sentence_transformers_layout import read_pooling
 from rejax.models import Decoder, DecoderConfig, abstract_decoder, init_state, load_config
 from rejax.sharding import param_shardings
 
@@ -119,17 +120,29 @@ def _load_param(ckpt: SafetensorsCheckpoint, ref: TensorRef, var, sharding: Name
   return jax.make_array_from_callback(var.shape, sharding, read_shard)
 
 
+def model_config(model_dir: str | pathlib.Path, **runtime) -> DecoderConfig:
+  """The DecoderConfig of a local HF model directory: its config.json, and the pooling its sentence-transformers
+  1_Pooling/config.json declares (when there is one and `runtime` does not set `pooling`, or sets it to None)."""
+  if runtime.get("pooling") is None:
+    runtime.pop("pooling", None)
+    declared = read_pooling(model_dir)
+    if declared is not None:
+      runtime["pooling"] = declared
+  return load_config(model_dir, **runtime)
+
+
 def load_decoder(
     model: str | pathlib.Path, *, mesh: Mesh | None = None, lora_seed: int = 0, **runtime
 ) -> tuple[Decoder, DecoderConfig]:
   """(decoder, config) from a local HF directory or hub id; `runtime` sets param_dtype, dtype, remat, ...
 
   With `mesh`, parameters land in the shardings the logical rules give (bind rules with
-  `rejax.sharding.use_mesh`); without, on the default device. With `lora=LoRAConfig(...)`, fresh adapters
+  `rejax.sharding.use_mesh`); without, on the default device. The pooling is the directory's sentence-transformers
+  pooling unless `runtime` says (`model_config`). With `lora=LoRAConfig(...)`, fresh adapters
   (B = 0, so the model starts out unchanged) are added on top of the loaded weights.
   """
   model_dir = resolve_model_dir(model)
-  cfg = load_config(model_dir, **runtime)
+  cfg = model_config(model_dir, **runtime)
   graphdef, full_state = abstract_decoder(cfg)
   adapters, abstract_state = nnx.split_state(full_state, nnx.LoRAParam, ...)
   ckpt = SafetensorsCheckpoint(model_dir)

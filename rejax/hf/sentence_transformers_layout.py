@@ -1,9 +1,10 @@
-"""The sentence-transformers files of an export: Transformer -> last-token Pooling -> Normalize, plus prompts.
+"""The sentence-transformers files of an export: Transformer -> Pooling (the model's: last token or mean) ->
+Normalize, plus prompts; and the pooling an existing directory declares, so rejax encodes it as they would.
 
 Written in the layout sentence-transformers saved before 6.0 (`sentence_transformers.models.*` module names,
-`pooling_mode_lasttoken`, `max_seq_length` in sentence_bert_config.json), which published embedders such as
-Qwen3-Embedding use; 6.x (6.2 in the tests) reads it through its legacy-name table, so older releases and
-the current one load the same directory.
+`pooling_mode_lasttoken` / `pooling_mode_mean_tokens`, `max_seq_length` in sentence_bert_config.json), which
+published embedders such as Qwen3-Embedding use; 6.x (6.2 in the tests) reads it through its legacy-name table,
+so older releases and the current one load the same directory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import pathlib
 from typing import Mapping
 
 from rejax.data.text import format_query
+
+# rejax's pooling (DecoderConfig.pooling) -> its sentence-transformers mode, `pooling_mode_{mode}` in 1_Pooling/.
+POOLING_MODES = {"last_token": "lasttoken", "mean": "mean_tokens"}
+_ALL_MODES = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
 
 MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -31,12 +36,28 @@ def query_prompts(instructions: Mapping[str, str]) -> dict[str, str]:
   return prompts
 
 
-def pooling_config(hidden_size: int) -> dict:
-  """1_Pooling/config.json: the last real token's hidden state, nothing else."""
-  modes = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
+def pooling_config(hidden_size: int, pooling: str = "last_token") -> dict:
+  """1_Pooling/config.json: `pooling` (a DecoderConfig.pooling) over every token, the prompt's included."""
   return {"word_embedding_dimension": hidden_size,
-          **{f"pooling_mode_{mode}": mode == "lasttoken" for mode in modes},
+          **{f"pooling_mode_{mode}": mode == POOLING_MODES[pooling] for mode in _ALL_MODES},
           "include_prompt": True}
+
+
+def read_pooling(model_dir: str | pathlib.Path) -> str | None:
+  """The DecoderConfig.pooling that `model_dir`'s 1_Pooling/config.json declares, or None without one; ValueError
+  for a pooling rejax does not compute (e.g. cls_token, or a mean that leaves the prompt out)."""
+  path = pathlib.Path(model_dir) / "1_Pooling" / "config.json"
+  if not path.is_file():
+    return None
+  config = json.loads(path.read_text())
+  modes = [mode for mode in _ALL_MODES if config.get(f"pooling_mode_{mode}")]
+  ours = [name for name, mode in POOLING_MODES.items() if modes == [mode]]
+  if not ours:
+    raise ValueError(f"{path}: pooling {', '.join(modes) or 'none'}; rejax computes "
+                     f"{' or '.join(POOLING_MODES.values())} only")
+  if ours == ["mean"] and not config.get("include_prompt", True):
+    raise ValueError(f"{path}: mean_tokens with include_prompt=false; rejax averages over every token")
+  return ours[0]
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
@@ -45,13 +66,13 @@ def _write_json(path: pathlib.Path, obj) -> None:
 
 
 def write_sentence_transformers_files(output: str | pathlib.Path, *, hidden_size: int, max_seq_length: int,
-                                      prompts: Mapping[str, str]) -> None:
-  """Write modules.json, sentence_bert_config.json, 1_Pooling/, 2_Normalize/ and config_sentence_transformers.json
-  (`prompts` as `query_prompts` makes them)."""
+                                      prompts: Mapping[str, str], pooling: str = "last_token") -> None:
+  """Write modules.json, sentence_bert_config.json, 1_Pooling/ (`pooling`, a DecoderConfig.pooling), 2_Normalize/
+  and config_sentence_transformers.json (`prompts` as `query_prompts` makes them)."""
   output = pathlib.Path(output)
   _write_json(output / "modules.json", MODULES)
   _write_json(output / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
-  _write_json(output / "1_Pooling" / "config.json", pooling_config(hidden_size))
+  _write_json(output / "1_Pooling" / "config.json", pooling_config(hidden_size, pooling))
   (output / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no settings; the folder is where it would keep them
   _write_json(output / "config_sentence_transformers.json", {
       "prompts": dict(prompts),

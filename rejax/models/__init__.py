@@ -1,4 +1,5 @@
-"""The Qwen3 / Llama-3.x decoder, its config, and how to build one (randomly initialised or sharded)."""
+"""The decoder of the backbone families (Qwen3, Llama-3.x, Qwen2, Mistral), its config, and how to build one
+(randomly initialised or sharded)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from rejax.models.config import SUPPORTED_MODEL_TYPES, DecoderConfig, config_from_hf_dict, load_config
+from rejax.models.config import DecoderConfig, config_from_hf_dict, load_config, window_problem
 from rejax.models.decoder import Decoder
+from rejax.models.families import FAMILIES, SUPPORTED_MODEL_TYPES, Family, family_of
 from rejax.models.lora import LoRAConfig, merged_state
 from rejax.sharding import param_shardings
 
-__all__ = ["Decoder", "DecoderConfig", "LoRAConfig", "SUPPORTED_MODEL_TYPES", "abstract_decoder",
-           "config_from_hf_dict", "init_decoder", "init_state", "load_config", "merge_lora"]
+__all__ = ["FAMILIES", "SUPPORTED_MODEL_TYPES", "Decoder", "DecoderConfig", "Family", "LoRAConfig",
+           "abstract_decoder", "config_from_hf_dict", "family_of", "init_decoder", "init_state", "load_config",
+           "merge_lora", "window_problem"]
 
 
 def abstract_decoder(cfg: DecoderConfig) -> tuple[nnx.GraphDef, nnx.State]:

@@ -9,10 +9,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from rejax.models.families import family_of
 from rejax.models.lora import LoRAConfig
-
-# model_type -> whether the family has per-head RMSNorm on q and k (Qwen3's q_norm / k_norm).
-SUPPORTED_MODEL_TYPES = {"qwen3": True, "llama": False}
 
 # config.json of the backbones the paper trains, so a run can be planned (`rejax plan`) without the hub.
 HUB_CONFIGS = pathlib.Path(__file__).parent / "hub_configs"
@@ -21,12 +19,16 @@ HUB_CONFIGS = pathlib.Path(__file__).parent / "hub_configs"
 # kernel on TPU (rejax/models/splash.py); "splash_interpret": the same kernel interpreted, on any backend (tests).
 ATTENTION_IMPLS = (None, "xla", "cudnn", "splash", "splash_interpret")
 
+# How a sequence's embedding is taken from its final hidden states (rejax/models/pooling.py), before L2 norm.
+POOLINGS = ("last_token", "mean")
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
-  """Architecture of a Qwen3 / Llama-3.x decoder, plus how to run it (dtypes, attention, remat)."""
+  """Architecture of a decoder of one of the families (rejax/models/families.py), how it embeds (attention
+  direction, pooling), plus how to run it (dtypes, attention, remat)."""
 
   model_type: str
   vocab_size: int
@@ -39,10 +41,18 @@ class DecoderConfig:
   rms_norm_eps: float
   rope_theta: float
   rope_scaling: dict[str, Any] | None = None  # HF `rope_parameters` minus theta; None = plain RoPE
-  attention_bias: bool = False
+  qkv_bias: bool = False  # a bias on q_proj, k_proj, v_proj
+  o_bias: bool = False  # a bias on o_proj
   mlp_bias: bool = False
   qk_norm: bool = False
   tie_word_embeddings: bool = False
+  # The window of a sliding-window family (config.json's sliding_window), or None. rejax attends over whole
+  # sequences, which is exact for sequences no longer than the window; longer ones are refused (window_problem).
+  sliding_window: int | None = None
+  # The embedder: causal (the decoder as pretrained) or bidirectional attention (config.json `is_causal: false`,
+  # as gte-Qwen2 / LLM2Vec / GritLM), and the pooling of final hidden states (see POOLINGS).
+  causal: bool = True
+  pooling: str = "last_token"
   # How to run it, not what it is: fp32 master weights with bf16 compute for training,
   # bf16 weights for inference.
   param_dtype: Any = jnp.float32
@@ -56,12 +66,28 @@ class DecoderConfig:
       raise ValueError(f"remat={self.remat!r}; expected 'none', 'full' or 'dots'")
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling={self.pooling!r}; expected one of {POOLINGS}")
+    if self.sliding_window is not None and self.sliding_window < 1:
+      raise ValueError(f"sliding_window={self.sliding_window}; expected a positive number of tokens or None")
     if self.num_attention_heads % self.num_key_value_heads:
       raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                        f"num_key_value_heads={self.num_key_value_heads}")
 
   def replace(self, **changes) -> DecoderConfig:
     return dataclasses.replace(self, **changes)
+
+
+def window_problem(cfg: DecoderConfig, max_length: int, what: str = "--max-length") -> str | None:
+  """One line saying why sequences of `max_length` tokens (the setting `what`) cannot be encoded exactly, or None.
+
+  rejax attends over whole sequences: exact for a sliding-window model while no sequence is longer than its window
+  (a query then sees every key the window would let it see), wrong beyond it.
+  """
+  if cfg.sliding_window is None or max_length <= cfg.sliding_window:
+    return None
+  return (f"model config.json sliding_window={cfg.sliding_window} is shorter than {what} {max_length}: "
+          "rejax attends over whole sequences only")
 
 
 def as_dtype(name_or_dtype) -> Any:
@@ -88,23 +114,19 @@ def _rope_settings(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
 
 
 def config_from_hf_dict(hf: dict[str, Any], **runtime) -> DecoderConfig:
-  """A DecoderConfig from a parsed HF config.json; `runtime` sets dtypes, attention_impl, remat."""
-  model_type = hf.get("model_type")
-  if model_type not in SUPPORTED_MODEL_TYPES:
-    raise ValueError(
-        f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
-    )
-  if hf.get("hidden_act", "silu") != "silu":
-    raise ValueError(f"unsupported hidden_act {hf['hidden_act']!r}; only 'silu' (SwiGLU)")
-  if hf.get("use_sliding_window"):
-    raise ValueError("use_sliding_window=true is not supported; only full causal attention")
+  """A DecoderConfig from a parsed HF config.json; `runtime` sets dtypes, attention_impl, remat, lora, and may
+  override the embedder settings `causal` (default: config.json's `is_causal`) and `pooling`."""
+  family = family_of(hf.get("model_type"))
+  if hf.get("hidden_act", family.hidden_act) != family.hidden_act:
+    raise ValueError(f"unsupported hidden_act {hf['hidden_act']!r}; only {family.hidden_act!r} (SwiGLU)")
+  runtime.setdefault("causal", bool(hf.get("is_causal", True)))
   heads = hf["num_attention_heads"]
   theta, scaling = _rope_settings(hf)
   for key in ("param_dtype", "dtype"):
     if key in runtime:
       runtime[key] = as_dtype(runtime[key])
   return DecoderConfig(
-      model_type=model_type,
+      model_type=family.model_type,
       vocab_size=hf["vocab_size"],
       hidden_size=hf["hidden_size"],
       intermediate_size=hf["intermediate_size"],
@@ -115,10 +137,10 @@ def config_from_hf_dict(hf: dict[str, Any], **runtime) -> DecoderConfig:
       rms_norm_eps=hf["rms_norm_eps"],
       rope_theta=theta,
       rope_scaling=scaling,
-      attention_bias=bool(hf.get("attention_bias", False)),
-      mlp_bias=bool(hf.get("mlp_bias", False)),
-      qk_norm=SUPPORTED_MODEL_TYPES[model_type],
+      **family.biases(hf),
+      qk_norm=family.qk_norm,
       tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+      sliding_window=family.window(hf),
       **runtime,
   )
 

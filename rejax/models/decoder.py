@@ -1,4 +1,5 @@
-"""One NNX decoder for Qwen3 and Llama-3.x, used as a text encoder (no LM head).
+"""One NNX decoder for every family of rejax/models/families.py (Qwen3, Llama-3.x, Qwen2, Mistral), used as a
+text encoder (no LM head): causal or bidirectional attention, as its config says.
 
 Parameter names follow the Hugging Face modules (`embed_tokens`, `layers.self_attn.q_proj`, `mlp.gate_proj`,
 `input_layernorm`, `norm`), so loading is transposes only. The layers are stacked on a leading axis and run
@@ -65,15 +66,15 @@ class RMSNorm(nnx.Module):
 
 
 class Attention(nnx.Module):
-  """Grouped-query causal self-attention with RoPE and, for Qwen3, per-head RMSNorm on q and k."""
+  """Grouped-query self-attention (causal, or bidirectional with cfg.causal=False) with RoPE and, for Qwen3,
+  per-head RMSNorm on q and k."""
 
   def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
     n, k, h, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
-    bias = cfg.attention_bias
-    self.q_proj = _linear(cfg, "q_proj", d, n * h, ("embed", "heads"), bias, rngs)
-    self.k_proj = _linear(cfg, "k_proj", d, k * h, ("embed", "kv_heads"), bias, rngs)
-    self.v_proj = _linear(cfg, "v_proj", d, k * h, ("embed", "kv_heads"), bias, rngs)
-    self.o_proj = _linear(cfg, "o_proj", n * h, d, ("heads", "embed"), bias, rngs)
+    self.q_proj = _linear(cfg, "q_proj", d, n * h, ("embed", "heads"), cfg.qkv_bias, rngs)
+    self.k_proj = _linear(cfg, "k_proj", d, k * h, ("embed", "kv_heads"), cfg.qkv_bias, rngs)
+    self.v_proj = _linear(cfg, "v_proj", d, k * h, ("embed", "kv_heads"), cfg.qkv_bias, rngs)
+    self.o_proj = _linear(cfg, "o_proj", n * h, d, ("heads", "embed"), cfg.o_bias, rngs)
     if cfg.qk_norm:
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg)
@@ -89,38 +90,41 @@ class Attention(nnx.Module):
       q, k = self.q_norm(q), self.k_norm(k)
     q = constrain(apply_rope(q, cos_bth, sin_bth), ACT_BTNH)
     k = constrain(apply_rope(k, cos_bth, sin_bth), ACT_BTNH)
-    attend = _packed_causal_attention if packed else _causal_attention
-    out = attend(q, k, v, mask_bt, cfg.attention_impl)
+    attend = _packed_attention if packed else _padded_attention
+    out = attend(q, k, v, mask_bt, cfg.attention_impl, cfg.causal)
     return _project(self.o_proj, out.reshape(b, t, cfg.num_attention_heads * cfg.head_dim), dropout_key, 3)
 
 
-def _causal_attention(q, k, v, mask_bt, impl: str | None) -> jax.Array:
-  """Causal attention over the real tokens of each row: any padding layout for XLA, right padding for cuDNN and
-  splash (TPU)."""
+def _padded_attention(q, k, v, mask_bt, impl: str | None, causal: bool) -> jax.Array:
+  """Attention over the real tokens of each row (causal: the earlier ones only): any padding layout for XLA,
+  right padding for cuDNN and splash (TPU)."""
   if impl in ("splash", "splash_interpret"):
-    from rejax.models.splash import splash_causal_attention  # Pallas TPU: imported only when asked for
+    from rejax.models.splash import splash_attention  # Pallas TPU: imported only when asked for
 
-    return splash_causal_attention(q, k, v, interpret=impl == "splash_interpret")
+    # Causal: the causal mask alone keeps a real query off the (right) padding. Bidirectional: the padding is
+    # segment 0, the real tokens segment 1.
+    segments_bt = None if causal else mask_bt
+    return splash_attention(q, k, v, segments_bt, causal=causal, interpret=impl == "splash_interpret")
   if impl == "cudnn":
     # cuDNN's fused kernel takes padding as lengths, which assumes right padding (our batches are).
     lengths = jnp.sum(mask_bt, axis=-1, dtype=jnp.int32)
     return jax.nn.dot_product_attention(
-        q, k, v, is_causal=True, query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn"
+        q, k, v, is_causal=causal, query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn"
     )
   key_is_real = mask_bt.astype(bool)[:, None, None, :]  # [B, 1, 1, S] broadcast over heads and queries
-  return jax.nn.dot_product_attention(q, k, v, mask=key_is_real, is_causal=True, implementation=impl)
+  return jax.nn.dot_product_attention(q, k, v, mask=key_is_real, is_causal=causal, implementation=impl)
 
 
-def _packed_causal_attention(q, k, v, segments_bt, impl: str | None) -> jax.Array:
-  """Causal attention within segments: a token attends to the earlier tokens of its own segment only (padding,
-  segment 0, to padding). Splash takes the segment ids natively; XLA and cuDNN get the [B, 1, T, T] mask (cuDNN
-  turns a mask into a bias: one extra [B, 1, T, T] read per layer)."""
+def _packed_attention(q, k, v, segments_bt, impl: str | None, causal: bool) -> jax.Array:
+  """Attention within segments: a token attends to the tokens (causal: the earlier tokens) of its own segment
+  only (padding, segment 0, to padding). Splash takes the segment ids natively; XLA and cuDNN get the [B, 1, T, T]
+  mask (cuDNN turns a mask into a bias: one extra [B, 1, T, T] read per layer)."""
   if impl in ("splash", "splash_interpret"):
-    from rejax.models.splash import splash_causal_attention  # Pallas TPU: imported only when asked for
+    from rejax.models.splash import splash_attention  # Pallas TPU: imported only when asked for
 
-    return splash_causal_attention(q, k, v, segments_bt, interpret=impl == "splash_interpret")
+    return splash_attention(q, k, v, segments_bt, causal=causal, interpret=impl == "splash_interpret")
   same_segment = segments_bt[:, None, :, None] == segments_bt[:, None, None, :]  # [B, 1, T(query), S(key)]
-  return jax.nn.dot_product_attention(q, k, v, mask=same_segment, is_causal=True, implementation=impl)
+  return jax.nn.dot_product_attention(q, k, v, mask=same_segment, is_causal=causal, implementation=impl)
 
 
 def segment_positions(segments_bt: jax.Array) -> jax.Array:
@@ -189,8 +193,15 @@ class Decoder(nnx.Module):
 
   def __call__(self, input_ids_bt: jax.Array, attention_mask_bt: jax.Array,
                dropout_key: jax.Array | None = None, *, packed: bool = False) -> jax.Array:
-    """Final hidden states; `dropout_key` turns on LoRA dropout (training), one key per layer split from it."""
+    """Final hidden states; `dropout_key` turns on LoRA dropout (training), one key per layer split from it.
+
+    Rows longer than a sliding-window model's window raise ValueError (at trace time): rejax attends over whole
+    sequences, which is the window's attention only up to its length.
+    """
     cfg = self.cfg
+    if cfg.sliding_window is not None and input_ids_bt.shape[-1] > cfg.sliding_window:
+      raise ValueError(f"rows of {input_ids_bt.shape[-1]} tokens exceed the model's sliding_window="
+                       f"{cfg.sliding_window}: rejax attends over whole sequences only")
     if packed:
       positions_bt = segment_positions(attention_mask_bt)
     else:

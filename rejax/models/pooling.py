@@ -1,4 +1,5 @@
-"""Sentence embeddings from hidden states: the last real token, L2-normalised."""
+"""Sentence embeddings from hidden states, as the model's config says (`cfg.pooling`), L2-normalised: the last real
+token's hidden state ("last_token") or the mean over the real tokens ("mean")."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ def last_token_pool(hidden_btd: jax.Array, mask_bt: jax.Array) -> jax.Array:
   return jnp.take_along_axis(hidden_btd, last[:, None, None], axis=1)[:, 0]
 
 
+def mean_pool(hidden_btd: jax.Array, mask_bt: jax.Array) -> jax.Array:
+  """Mean [B, D] float32 of each row's real tokens' hidden states (sentence-transformers' mean_tokens)."""
+  real_bt = mask_bt.astype(jnp.float32)
+  sums_bd = jnp.einsum("btd,bt->bd", hidden_btd.astype(jnp.float32), real_bt)
+  return sums_bd / jnp.maximum(jnp.sum(real_bt, axis=-1, keepdims=True), 1.0)
+
+
+def segment_mean_pool(hidden_rtd: jax.Array, segments_rt: jax.Array, slots: int) -> jax.Array:
+  """Mean [R, S, D] float32 over the tokens of each slot's segment in packed rows: slot s is segment s + 1
+  (rejax.data.packing.lay_out); an empty slot gets zeros."""
+  in_slot_rts = (segments_rt[:, :, None] == jnp.arange(1, slots + 1, dtype=segments_rt.dtype)).astype(jnp.float32)
+  sums_rsd = jnp.einsum("rtd,rts->rsd", hidden_rtd.astype(jnp.float32), in_slot_rts)
+  return sums_rsd / jnp.maximum(jnp.sum(in_slot_rts, axis=1), 1.0)[:, :, None]
+
+
 def l2_normalize(x_bd: jax.Array, eps: float = 1e-12) -> jax.Array:
   """Rows scaled to unit L2 norm, in float32 (as torch.nn.functional.normalize)."""
   x = x_bd.astype(jnp.float32)
@@ -21,12 +37,16 @@ def l2_normalize(x_bd: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 def embed(model, input_ids_bt: jax.Array, mask_bt: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
   """Unit-norm float32 embeddings [B, D] of token batches: the encoder's whole forward."""
-  return l2_normalize(last_token_pool(model(input_ids_bt, mask_bt, dropout_key), mask_bt))
+  hidden_btd = model(input_ids_bt, mask_bt, dropout_key)
+  pool = mean_pool if model.cfg.pooling == "mean" else last_token_pool
+  return l2_normalize(pool(hidden_btd, mask_bt))
 
 
 def embed_packed(model, input_ids_rt: jax.Array, segments_rt: jax.Array, last_rs: jax.Array,
                  dropout_key: jax.Array | None = None) -> jax.Array:
-  """Unit-norm float32 embeddings [R, S, D] of packed rows: slot s of row r is the hidden state at position
-  `last_rs[r, s]`, the last token of the sequence in that slot (empty slots point anywhere; nothing reads them)."""
+  """Unit-norm float32 embeddings [R, S, D] of packed rows, one per slot: slot s of row r is the sequence of
+  segment s + 1, whose last token is at `last_rs[r, s]` (empty slots point anywhere; nothing reads them)."""
   hidden_rtd = model(input_ids_rt, segments_rt, dropout_key, packed=True)
+  if model.cfg.pooling == "mean":
+    return l2_normalize(segment_mean_pool(hidden_rtd, segments_rt, last_rs.shape[1]))
   return l2_normalize(jnp.take_along_axis(hidden_rtd, last_rs[:, :, None], axis=1))
