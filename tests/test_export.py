@@ -75,16 +75,24 @@ def hf_hidden(out, ids, mask) -> np.ndarray:
                     attention_mask=torch.tensor(mask, dtype=torch.long)).last_hidden_state.numpy()
 
 
+BARE_CLASSES = {"qwen3": "Qwen3Model", "llama": "LlamaModel", "qwen2": "Qwen2Model", "mistral": "MistralModel"}
+
+
 @pytest.mark.parametrize("name,lora", [
-    ("qwen3_tied", False), ("qwen3_tied", True), ("qwen3_untied", True), ("llama31", True),
+    ("qwen3_tied", False), ("qwen3_tied", True), ("qwen3_untied", True), ("llama31", True), ("qwen2", True),
+    ("mistral", False), ("qwen2_bidirectional", False),
     pytest.param("qwen3_untied", False, marks=pytest.mark.slow), pytest.param("llama31", False, marks=pytest.mark.slow),
 ])
 def test_transformers_hidden_states_equal_rejax(exported, name, lora):
+  """Exported and re-read by transformers (and by rejax: export_model checks that config.json reads back as the
+  model's config), the model computes the same hidden states; the bare class and the family's keys are there."""
   _, model, out = exported(name, lora)
   from transformers import AutoConfig
 
-  assert AutoConfig.from_pretrained(out).architectures == [{"qwen3": "Qwen3Model", "llama": "LlamaModel"}[
-      model.cfg.model_type]]
+  config = AutoConfig.from_pretrained(out)
+  assert config.architectures == [BARE_CLASSES[model.cfg.model_type]]
+  assert getattr(config, "is_causal", True) == model.cfg.causal
+  assert getattr(config, "sliding_window", None) == model.cfg.sliding_window
   seqs = tokenize(load_tokenizer(out), [format_query(t, BIOLOGY) for t in TEXTS], 128)
   ids, mask = pad_batch(seqs, max(map(len, seqs)), pad_id=0)
   real = mask.astype(bool)
@@ -99,7 +107,8 @@ def test_transformers_hidden_states_equal_rejax(exported, name, lora):
   assert diff_trained <= 1e-5
 
 
-@pytest.mark.parametrize("name,lora", [("qwen3_tied", False), ("qwen3_untied", True), ("llama31", True)])
+@pytest.mark.parametrize("name,lora", [("qwen3_tied", False), ("qwen3_untied", True), ("llama31", True),
+                                       ("qwen2", True), ("mistral", False)])
 def test_sentence_transformers_encode_equals_rejax_encode(exported, name, lora):
   from sentence_transformers import SentenceTransformer
 
