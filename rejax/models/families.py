@@ -63,10 +63,10 @@ class Family:
     return {name: bool(hf.get(rule, False)) if isinstance(rule, str) else rule
             for name, rule in self._bias_rules().items()}
 
-  def config_fields(self, *, qkv_bias: bool, o_bias: bool, mlp_bias: bool, sliding_window: int | None,
-                    ) -> dict[str, Any]:
-    """The config.json keys of this family that `biases` and `window` read back as these values; ValueError
-    when the family cannot say them (a bias it never has, two projections that share one key but differ)."""
+  def config_fields(self, *, qkv_bias: bool, o_bias: bool, mlp_bias: bool, sliding_window: int | None) -> dict:
+    """The config.json keys of this family (activation, biases, window) that `biases` and `window` read back as
+    these values; ValueError when the family cannot say them (a bias it never has, two projections that share one
+    key but differ, a window it has not)."""
     wanted = {"qkv_bias": qkv_bias, "o_bias": o_bias, "mlp_bias": mlp_bias}
     fields: dict[str, Any] = {"hidden_act": self.hidden_act}
     for name, rule in self._bias_rules().items():
