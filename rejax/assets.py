@@ -40,14 +40,13 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from rejax.io import WriteError, write_dir_atomic
+from rejax.errors import AssetError, WriteError
+from rejax.io import write_dir_atomic
 
 
 PREFIX = "asset:"  # a model or tokenizer argument `asset:NAME` names an asset
 
 
-class AssetError(RuntimeError):
-  """An asset is unknown or could not be fetched or built (network, checksum, missing dependency)."""
 
 
 @dataclasses.dataclass(frozen=True)

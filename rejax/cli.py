@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-  from rejax.errors import USER_ERRORS, one_line
+  from rejax.errors import is_user_error, one_line
 
   parser = build_parser()
   # What argparse does not know is left for the config's overrides (`--config.KEY=VALUE`, parsed by
@@ -354,13 +354,12 @@ def main(argv: list[str] | None = None) -> None:
   debug = args.debug or os.environ.get("REJAX_DEBUG", "") not in ("", "0")
   try:
     args.run(args)
-  except USER_ERRORS as e:
+  except Exception as e:
     if debug:
       raise
-    sys.exit(f"rejax {command}: error: {one_line(e)}")
-  except Exception as e:  # a bug: still one line, with the way to its traceback
-    if debug:
-      raise
+    if is_user_error(e):
+      sys.exit(f"rejax {command}: error: {one_line(e)}")
+    # a bug, or JAX's runtime failing: still one line, with the way to its traceback
     sys.exit(f"rejax {command}: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug or "
              "REJAX_DEBUG=1 for the traceback)")
 

@@ -32,6 +32,7 @@ from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 
+from rejax.errors import WriteError
 from rejax.storage import AnyPath, as_path, copy_file, is_remote, write_dir_remote
 
 HOST = socket.gethostname()
@@ -49,18 +50,6 @@ _TEMP_KINDS = ("tmp", "partial", "old")
 # `.NAME.KIND-HOST-PID` (this module), `.NAME.tmp-PID` and `.NAME.tmp` (earlier versions of rejax).
 _TEMP_SUFFIX = re.compile(r"\.(?P<kind>tmp|partial|old)(?:-(?:(?P<host>.+)-)?(?P<pid>\d+))?")
 
-
-class WriteError(OSError):
-  """A write that failed (disk full, read-only or forbidden target, ...). Its message is one line naming what was
-  being written and where; `errno` is the OS's; the temporary is already removed."""
-
-  def __init__(self, message: str, code: int | None, path: str | os.PathLike):
-    super().__init__(code, message)
-    self.filename = str(path)
-    self.message = message
-
-  def __str__(self) -> str:
-    return self.message
 
 
 # ---------------------------------------------------------------------------------------------------- messages

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Union
 
 from etils import epath
 
-from rejax.errors import InputError, one_line
+from rejax.errors import InputError, StorageError, one_line
 
 AnyPath = Union[pathlib.Path, epath.Path]
 
@@ -44,8 +44,6 @@ CHECK_TIMEOUT_S = 20.0  # seconds for the store to answer `check_store`
 _CHUNK = 16 << 20
 
 
-class StorageError(InputError):
-  """A bucket that does not exist, credentials that are missing or refused, a store that does not answer."""
 
 
 def is_remote(path: str | os.PathLike) -> bool:

@@ -81,7 +81,7 @@ def add_debug_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -
 
 def main(argv: list[str] | None = None) -> int:
   """Runs one command; returns its exit status (0 done, 1 an error reported on one line, 3 other shards pending)."""
-  from rejax.errors import USER_ERRORS
+  from rejax.errors import is_user_error
 
   # What argparse does not know is left for the stage config's overrides (`--config.KEY=VALUE`).
   parser = build_parser()
@@ -93,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
   debug = args.debug or any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_ENV)
   try:
     return args.handler(args, overrides)
-  except USER_ERRORS as e:  # bad config or flag, missing input, malformed file:line, a backend that failed
-    return report_error(f"synth {args.command}", e, debug=debug)
-  except Exception as e:  # a bug: still one line, with the way to its traceback
-    return report_error(f"synth {args.command}", e, debug=debug, internal=True)
+  except Exception as e:  # bad config or flag, missing input, malformed file:line, a backend that failed; or a bug
+    return report_error(f"synth {args.command}", e, debug=debug, internal=not is_user_error(e))
 
 
 def report_error(prog: str, error: BaseException, *, debug: bool, internal: bool = False) -> int:

@@ -564,6 +564,25 @@ def test_a_bug_is_one_line_too_and_says_how_to_see_it(tmp_path, monkeypatch, cap
                      "REJAX_DEBUG=1 for the traceback)")
 
 
+
+def test_a_jax_runtime_error_is_internal_not_the_users(tmp_path, monkeypatch, capsys):
+  """JaxRuntimeError is a RuntimeError, which a command otherwise reports as the user's error: the device or the
+  compiler failing (JAX's own error type, as XLA raises it for an allocation it cannot make) is an internal error."""
+  import jax
+
+  import rejax.cli
+
+  def runs_out_of_device_memory(args):
+    raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1099511627776 bytes.")
+
+  monkeypatch.setattr(rejax.cli, "cmd_encode", runs_out_of_device_memory)
+  code, message, stderr = cli(["encode", "--model", "m", "--input", tmp_path / "i.jsonl", "--output", tmp_path / "o"],
+                              capsys)
+  assert code == 1 and "Traceback" not in stderr
+  assert message.startswith("rejax encode: internal error: ") and message.endswith(
+      "(rerun with --debug or REJAX_DEBUG=1 for the traceback)"), message
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty", "not_npy", "wrong_shape"])
 def test_a_damaged_embedding_cache_file_is_recomputed_and_replaced(tmp_path, capsys, damage):
   from rejax.eval.cache import cached

@@ -115,3 +115,29 @@ def test_training_recipe_table_is_the_code_s():
     ("The method, as rejax implements it", "the-method-as-rejax-implements-it")])
 def test_anchor_of_follows_github(heading, anchor):
   assert anchor_of(heading) == anchor
+
+
+def architecture_rows() -> dict[str, str]:
+  """docs/architecture.md's package table: first cell (`rejax/train/`, `rejax/cli.py`) -> the row's text."""
+  text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+  section = text.split("## Packages", 1)[1].split("\n## ", 1)[0]
+  return {m.group(1): m.group(0) for m in re.finditer(r"^\| `([\w/.]+)` \|.*$", section, re.M)}
+
+
+def test_every_module_is_in_the_architecture_table():
+  """Each package's row names every module in it (`step.py`), and each top-level module has its own row, so the
+  map of the code a newcomer reads first is never missing a file."""
+  rows = architecture_rows()
+  missing = []
+  for top in ("rejax", "synth"):
+    for path in sorted((REPO / top).rglob("*.py")):
+      if path.name == "__init__.py":
+        continue
+      relative = path.relative_to(REPO).as_posix()
+      package = path.parent.relative_to(REPO).as_posix() + "/"
+      if relative in rows:
+        continue
+      row = rows.get(package) or (rows.get(f"{top}/") if path.parent == REPO / top else None)
+      if row is None or f"`{path.name}`" not in row:
+        missing.append(relative)
+  assert not missing, "modules docs/architecture.md's package table does not name:\n" + "\n".join(missing)

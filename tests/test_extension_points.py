@@ -94,3 +94,35 @@ def test_a_registered_loss_is_built_validated_and_trained_with(registered):
 
 def q_rows_per_group_ok(batch) -> bool:
   return batch["passage_ids"].shape[0] == B * G and batch["query_ids"].shape[0] == B
+
+
+def test_a_run_refuses_a_sliding_window_shorter_than_its_inputs_naming_the_key():
+  """Mistral's window: a run whose longest input fits in it is exact (accepted); a longer one is refused with one
+  line naming the window and the config key, before any weight is read (run_inputs.build_model, rejax plan)."""
+  from rejax.train.components import check_window, components
+  from tests.tiny_models import TINY_CONFIGS, VOCAB_SIZE
+
+  hf = {**TINY_CONFIGS["mistral"], "vocab_size": VOCAB_SIZE["mistral"], "sliding_window": 256}
+  config = paper_config()
+  config.data.max_query_length, config.data.max_passage_length = 128, 256
+  check_window(config_from_hf_dict(hf, **components(config).decoder_runtime), config)
+  config.data.max_passage_length = 512
+  with pytest.raises(ConfigError) as error:
+    check_window(config_from_hf_dict(hf, **components(config).decoder_runtime), config)
+  assert str(error.value) == ("model config.json sliding_window=256 is shorter than data.max_passage_length 512: "
+                              "rejax attends over whole sequences only")
+
+
+@pytest.mark.parametrize("attention,pooling,causal,pooled", [("", "", True, "last_token"),
+                                                              ("bidirectional", "mean", False, "mean"),
+                                                              ("causal", "last_token", True, "last_token")])
+def test_the_embedder_settings_reach_the_decoder_config(attention, pooling, causal, pooled):
+  """model.attention / model.pooling override config.json's is_causal and the default pooling; "" keeps them."""
+  from rejax.train.components import components
+
+  config = paper_config()
+  config.model.attention, config.model.pooling = attention, pooling
+  cfg = config_from_hf_dict(TINY, **components(config).decoder_runtime)
+  assert (cfg.causal, cfg.pooling) == (causal, pooled)
+  bidirectional = config_from_hf_dict({**TINY, "is_causal": False}, **components(config).decoder_runtime)
+  assert bidirectional.causal is (False if attention != "causal" else True)

@@ -35,6 +35,13 @@ def test_export_fields_read_back_as_the_same_config(model_type):
     assert config_from_hf_dict({"model_type": model_type, **architecture_fields(cfg)}) == cfg
 
 
+def test_every_family_has_a_tiny_model_for_the_parity_tests():
+  """tests/test_parity.py compares every tiny model with transformers: a new row of FAMILIES needs one there."""
+  from tests.tiny_models import TINY_CONFIGS
+
+  assert {c["model_type"] for c in TINY_CONFIGS.values()} == set(FAMILIES)
+
+
 def test_each_family_reads_its_own_spelling():
   read = lambda model_type, **keys: config_from_hf_dict({"model_type": model_type, **TINY, **keys})  # noqa: E731
   qwen2 = read("qwen2", attention_bias=False, sliding_window=4096, use_sliding_window=False)

@@ -8,6 +8,7 @@ import torch
 from rejax.data.text import format_query, load_tokenizer, pad_batch, tokenize
 from rejax.hf.load import load_decoder
 from rejax.models.pooling import embed
+from tests.tiny_models import TINY_CONFIGS
 
 TEXTS = [
     format_query("Why do some cells divide faster than others, and what limits it?",
@@ -42,7 +43,7 @@ def torch_reference(base_model, ids, mask):
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
-@pytest.mark.parametrize("name", ["qwen3_tied", "qwen3_untied", "llama31", "qwen2", "qwen2_bidirectional", "mistral"])
+@pytest.mark.parametrize("name", list(TINY_CONFIGS))  # every tiny model, so every family
 def test_fp32_matches_transformers(tiny_model_factory, name, side):
   model_dir, torch_model = tiny_model_factory(name)
   ids, mask = padded_batch(load_tokenizer(model_dir), side)

@@ -225,7 +225,37 @@ def test_export_loads_in_transformers_and_sentence_transformers_as_rejax_encodes
     assert cos.min() >= 0.9999, cos
 
 
+def test_a_bidirectional_mean_pooling_run_exports_a_model_that_loads_as_such(tmp_path):
+  """model.attention=bidirectional and model.pooling=mean train and export a model whose config.json says
+  is_causal: false and whose sentence-transformers pooling is the mean: transformers builds it bidirectional, and
+  sentence-transformers encodes as rejax does (the same settings on both sides)."""
+  from sentence_transformers import SentenceTransformer
+  from transformers import AutoModel
+
+  from rejax.eval.encode import Encoder
+
+  workdir = tmp_path / "run"
+  run(train_cmd(workdir, "--config.total_steps=4", "--config.model.attention=bidirectional",
+                "--config.model.pooling=mean"), devices=1)
+  export = workdir / "export"
+  assert json.loads((export / "config.json").read_text())["is_causal"] is False
+  assert json.loads((export / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
+  assert AutoModel.from_pretrained(export).config.is_causal is False
+  from rejax.hf.load import model_config
+
+  assert (model_config(export).causal, model_config(export).pooling) == (False, "mean")  # what rejax encode reads
+  documents = ["Insects navigate by keeping a distant light at a fixed angle.", "Ice erodes rock by plucking."]
+  st = SentenceTransformer(str(export), device="cpu").encode(documents, normalize_embeddings=True)
+  ours = Encoder.from_pretrained(export, max_length=64, batch_size=8)
+  cos = np.sum(st * ours.encode(documents), axis=1) / np.linalg.norm(st, axis=1)
+  assert cos.min() >= 0.9999, cos
+
+
 CONFIG_ERRORS = [
+  (["--config.model.pooling=cls"],
+   "model.pooling='cls': expected one of 'last_token', 'mean' (or '' for the model's own)"),
+  (["--config.model.attention=sliding"],
+   "model.attention='sliding': expected one of 'causal', 'bidirectional' (or '' for the model's own)"),
   (["--config.optim.lrr=1"], "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
   (["--config.optim.lr=fast"], "--config.optim.lr=fast: could not convert string to float"),
   (["--config.mesh.data=3"], "mesh.data x mesh.fsdp x mesh.tensor = 3 x 1 x 1 = 3, but there are 8 devices"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rejax.errors import InputError
+from rejax.errors import InputError, RecordError
 from rejax.rows import parse_json_line
 
 REQUIRED = ("prompt", "query", "pos", "neg")
@@ -27,8 +27,6 @@ UNSET = -1  # stored for an absent optional integer
 DOMAIN_PATTERN = re.compile(r"^[a-z0-9_]+$")
 
 
-class RecordError(ValueError):
-  """A record that does not follow the schema; the message starts with `file:line:`."""
 
 
 def domain_of(path: str) -> str:

@@ -18,15 +18,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from safetensors import safe_open
 
+from rejax.errors import CheckpointError
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.names import TensorRef, hf_ref, is_ignored
 from rejax.hf.sentence_transformers_layout import read_pooling
 from rejax.models import Decoder, DecoderConfig, abstract_decoder, init_state, load_config
 from rejax.sharding import param_shardings
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that does not match the model: the message names the tensors."""
 
 
 class SafetensorsCheckpoint:

@@ -15,7 +15,8 @@ from flax import nnx
 
 from rejax.data.pipeline import PipelineConfig
 from rejax.losses import ContrastiveLoss, make_loss
-from rejax.models import LoRAConfig
+from rejax.errors import ConfigError
+from rejax.models import DecoderConfig, LoRAConfig, window_problem
 from rejax.train.optim import linear_warmup_decay, make_optimizer
 
 
@@ -51,9 +52,28 @@ def components(config: ml_collections.ConfigDict) -> Components:
   )
 
 
+ATTENTION = {"causal": True, "bidirectional": False}  # model.attention -> DecoderConfig.causal
+
+
 def decoder_runtime(model: ml_collections.ConfigDict) -> dict[str, Any]:
-  """How the run executes the decoder (`model.*`: dtypes, remat, attention, LoRA): DecoderConfig's runtime fields."""
+  """How the run executes the decoder (`model.*`: dtypes, remat, attention, LoRA) and, where the config sets them,
+  the embedder's attention direction and pooling: keyword arguments of DecoderConfig beside config.json's."""
   lora = LoRAConfig(rank=model.lora.rank, alpha=model.lora.alpha, dropout=model.lora.dropout,
                     targets=tuple(model.lora.targets)) if model.lora.enabled else None
-  return dict(dtype=jnp.dtype(model.dtype), param_dtype=jnp.dtype(model.param_dtype), remat=model.remat,
-              attention_impl=model.attention_impl or None, lora=lora)
+  runtime = dict(dtype=jnp.dtype(model.dtype), param_dtype=jnp.dtype(model.param_dtype), remat=model.remat,
+                 attention_impl=model.attention_impl or None, lora=lora)
+  if model.attention:
+    runtime["causal"] = ATTENTION[model.attention]
+  if model.pooling:
+    runtime["pooling"] = model.pooling
+  return runtime
+
+
+def check_window(model_cfg: DecoderConfig, config: ml_collections.ConfigDict) -> None:
+  """ConfigError when the model's sliding window is shorter than the run's longest input (naming the key)."""
+  d = config.data
+  key, length = max((("data.max_query_length", d.max_query_length), ("data.max_passage_length", d.max_passage_length)),
+                    key=lambda item: item[1])
+  problem = window_problem(model_cfg, length, key)
+  if problem:
+    raise ConfigError(problem)

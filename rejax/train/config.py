@@ -182,10 +182,22 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     if config.data[key] < MIN_LENGTH:
       raise ConfigError(f"data.{key}={config.data[key]}: must be >= {MIN_LENGTH} (a token and EOS)")
   validate_stops(config)
+  model_settings_problem(config.model)
   if not config.model.path and not config.model.hf_config:
     raise ConfigError("model.path is empty and model.hf_config is empty: give a model directory / hub id, "
                       "or an architecture to initialise randomly")
   validate_eval(config)
+
+
+def model_settings_problem(model: ml_collections.ConfigDict) -> None:
+  """The embedder settings `model.attention` and `model.pooling`; raises ConfigError naming the key."""
+  from rejax.models.config import POOLINGS
+  from rejax.train.components import ATTENTION
+
+  for key, allowed in (("attention", ATTENTION), ("pooling", POOLINGS)):
+    if model[key] and model[key] not in allowed:
+      raise ConfigError(f"model.{key}={model[key]!r}: expected one of {', '.join(repr(a) for a in allowed)} "
+                        "(or '' for the model's own)")
 
 
 def validate_stops(config: ml_collections.ConfigDict) -> None:

@@ -46,6 +46,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from rejax.errors import WorkdirInUseError
 from rejax.io import HOST, process_alive, write_error
 from rejax.storage import is_remote
 from rejax.train.bucket_lock import BucketLock
@@ -55,8 +56,6 @@ LOCK_FILE = "run.lock"
 _held: contextvars.ContextVar[list | None] = contextvars.ContextVar("rejax_workdir_locks", default=None)
 
 
-class WorkdirInUseError(RuntimeError):
-  """Another `rejax train` holds the workdir; the message names the workdir and the holder (pid, host, since)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat = "full"  # gradient checkpointing
   c.model.attention_impl = ""  # "" = XLA's; "cudnn" = fused attention on NVIDIA GPUs; "splash" = Pallas on TPU
+  # The embedder's two settings: attention "causal" or "bidirectional" ("" = as config.json says: `is_causal`,
+  # default causal), pooling "last_token" or "mean" ("" = the model directory's 1_Pooling, else last token).
+  c.model.attention = ""
+  c.model.pooling = ""
   c.model.lora = ml_collections.ConfigDict()
   c.model.lora.enabled = True
   c.model.lora.rank = 32
