@@ -936,11 +936,7 @@ def test_a_compiled_step_record_the_disk_cannot_take_is_one_line_naming_the_file
 
   from rejax import io
   from rejax.io import WriteError
-  from rejax.train import loop
-
-  class Logger:
-    def info(self, message):
-      pass
+  from rejax.train.compiled_step import CompiledSteps
 
   def full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -948,7 +944,8 @@ def test_a_compiled_step_record_the_disk_cannot_take_is_one_line_naming_the_file
   monkeypatch.setattr(io, "open", full_disk, raising=False)  # the module's `open`, not the builtin
   with pytest.raises(WriteError, match=f"could not write the compiled step's memory figures to "
                                        f"{tmp_path / 'compiled_steps.jsonl'}: No space left on device"):
-    loop._record_compile(Logger(), tmp_path, {"query_ids": (4, 64)}, 1.0, compiled=None)
+    CompiledSteps(jitted=None, log=lambda message: None, workdir=tmp_path)._recorded({"query_ids": (4, 64)}, 1.0,
+                                                                                  compiled=None)
   assert not (tmp_path / "compiled_steps.jsonl").exists()
 
 

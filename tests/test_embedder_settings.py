@@ -64,6 +64,33 @@ def test_packed_rows_equal_padded_rows(causal, pooling):
   np.testing.assert_allclose(got, want, atol=2e-6)
 
 
+@pytest.mark.parametrize("causal,pooling", SETTINGS)
+def test_packed_gradients_are_finite_and_equal_padded_ones(causal, pooling):
+  """An empty slot of a packed row (mean pooling gives it a zero vector) has no gradient: the weights' gradient of a
+  loss on the real sequences is finite and equals the padded rows' (the NaN of |x|' at x = 0 must not leak in)."""
+  import jax
+  from flax import nnx
+
+  model = init_decoder(config_from_hf_dict(TINY, causal=causal, pooling=pooling), seed=1)
+  ids, mask = random_batch(12, 48)
+  packed = pack(ids, mask, 0)
+  assert np.any(np.asarray(packed.last) == 0) or packed.rows * packed.last.shape[1] > len(ids)  # an empty slot
+  target = np.random.default_rng(3).standard_normal((len(ids), TINY["hidden_size"])).astype(np.float32)
+  graphdef, params = nnx.split(model)
+
+  def padded_loss(params):
+    return jnp.sum(embed(nnx.merge(graphdef, params), ids, mask) * target)
+
+  def packed_loss(params):
+    slots = embed_packed(nnx.merge(graphdef, params), packed.ids, packed.segments, packed.last)
+    return jnp.sum(slots.reshape(-1, slots.shape[-1])[packed.index] * target)
+
+  want, got = jax.grad(padded_loss)(params), jax.grad(packed_loss)(params)
+  for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    assert np.isfinite(np.asarray(g)).all()
+    np.testing.assert_allclose(g, w, atol=1e-5)
+
+
 @pytest.mark.parametrize("packed", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["padded", "packed"])
 def test_bidirectional_splash_equals_xla(packed):
   """The splash kernel's full mask with the padding (or the packed segments) as segment ids: XLA's bidirectional

@@ -252,9 +252,9 @@ def test_a_bidirectional_mean_pooling_run_exports_a_model_that_loads_as_such(tmp
 
 
 CONFIG_ERRORS = [
-  (["--config.model.pooling=cls"],
+  (["--config.model.pooling=cls", "--config.mesh.tensor=8"],
    "model.pooling='cls': expected one of 'last_token', 'mean' (or '' for the model's own)"),
-  (["--config.model.attention=sliding"],
+  (["--config.model.attention=sliding", "--config.mesh.tensor=8"],
    "model.attention='sliding': expected one of 'causal', 'bidirectional' (or '' for the model's own)"),
   (["--config.optim.lrr=1"], "--config.optim.lrr: no such config key (did you mean optim.lr?)"),
   (["--config.optim.lr=fast"], "--config.optim.lr=fast: could not convert string to float"),

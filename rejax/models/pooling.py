@@ -30,9 +30,14 @@ def segment_mean_pool(hidden_rtd: jax.Array, segments_rt: jax.Array, slots: int)
 
 
 def l2_normalize(x_bd: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """Rows scaled to unit L2 norm, in float32 (as torch.nn.functional.normalize)."""
+  """Rows scaled to unit L2 norm, in float32: x / max(|x|, eps), as torch.nn.functional.normalize.
+
+  Written as sqrt(max(|x|^2, eps^2)), the same value, so that a zero row (an empty packed slot under mean pooling,
+  which nothing reads) has a zero gradient: the derivative of |x| at 0 is 0/0, and its NaN would reach the weights
+  through the zero cotangent of that row.
+  """
   x = x_bd.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+  return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
 
 
 def embed(model, input_ids_bt: jax.Array, mask_bt: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
