@@ -62,10 +62,11 @@ def decoder_runtime(model: ml_collections.ConfigDict) -> dict[str, Any]:
                     targets=tuple(model.lora.targets)) if model.lora.enabled else None
   runtime = dict(dtype=jnp.dtype(model.dtype), param_dtype=jnp.dtype(model.param_dtype), remat=model.remat,
                  attention_impl=model.attention_impl or None, lora=lora)
-  if model.attention:
-    runtime["causal"] = ATTENTION[model.attention]
-  if model.pooling:
-    runtime["pooling"] = model.pooling
+  attention, pooling = model.get("attention", ""), model.get("pooling", "")  # absent in runs of rejax before them
+  if attention:
+    runtime["causal"] = ATTENTION[attention]
+  if pooling:
+    runtime["pooling"] = pooling
   return runtime
 
 
