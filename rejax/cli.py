@@ -149,12 +149,12 @@ def _data_parallel_encoder(args):
 
   if args.command == "eval" and is_baseline_dir(resolve_model_dir(args.model)):
     return SentenceTransformerEncoder(resolve_model_dir(args.model), max_length=args.max_length,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size, dim=args.dim)
 
   mesh = make_mesh(data=jax.device_count())
   with use_mesh(mesh):
     return Encoder.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
-                                   batch_size=args.batch_size, mesh=mesh, pack=args.pack)
+                                   batch_size=args.batch_size, mesh=mesh, pack=args.pack, dim=args.dim)
 
 
 def bounded_int(minimum: int, maximum: int = MAX_FLAG_INT):
@@ -209,6 +209,9 @@ def _add_encoder_args(parser: argparse.ArgumentParser) -> None:
                       help="parameter and compute dtype")
   parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
                       help="pack several texts into each row of a batch (the same embeddings, less padding)")
+  parser.add_argument("--dim", type=positive_int, metavar="N",
+                      help="keep the first N numbers of each embedding, renormalised (a model trained with "
+                           "loss.matryoshka_dims; sentence-transformers' truncate_dim)")
 
 
 def _add_debug_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:

@@ -99,16 +99,16 @@ def q_rows_per_group_ok(batch) -> bool:
 def test_a_run_refuses_a_sliding_window_shorter_than_its_inputs_naming_the_key():
   """Mistral's window: a run whose longest input fits in it is exact (accepted); a longer one is refused with one
   line naming the window and the config key, before any weight is read (run_inputs.build_model, rejax plan)."""
-  from rejax.train.components import check_window, components
+  from rejax.train.components import check_against_model, components
   from tests.tiny_models import TINY_CONFIGS, VOCAB_SIZE
 
   hf = {**TINY_CONFIGS["mistral"], "vocab_size": VOCAB_SIZE["mistral"], "sliding_window": 256}
   config = paper_config()
   config.data.max_query_length, config.data.max_passage_length = 128, 256
-  check_window(config_from_hf_dict(hf, **components(config).decoder_runtime), config)
+  check_against_model(config_from_hf_dict(hf, **components(config).decoder_runtime), config)
   config.data.max_passage_length = 512
   with pytest.raises(ConfigError) as error:
-    check_window(config_from_hf_dict(hf, **components(config).decoder_runtime), config)
+    check_against_model(config_from_hf_dict(hf, **components(config).decoder_runtime), config)
   assert str(error.value) == ("model config.json sliding_window=256 is shorter than data.max_passage_length 512: "
                               "rejax attends over whole sequences only")
 

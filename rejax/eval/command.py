@@ -41,6 +41,8 @@ def eval_mode(args: argparse.Namespace) -> str:
   if args.run_out and mode != DATASET.name:
     raise ValueError(f"--run-out applies to --{DATASET.name} only; a benchmark writes runs/{{task}}.trec beside "
                      "RESULTS.json")
+  if getattr(args, "dim", None) and args.model == "bm25":
+    raise ValueError("--dim applies to a dense model (a Matryoshka prefix of its embeddings), not bm25")
   if args.split != "test" and mode != DATASET.name:
     raise ValueError(f"--split applies to --{DATASET.name} only")
   for option in benchmark_options().values():

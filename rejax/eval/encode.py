@@ -21,11 +21,26 @@ from rejax.models.pooling import embed, embed_packed
 from rejax.sharding import every_device_sharding
 
 
+def truncate_rows(x_nd: np.ndarray, dim: int | None) -> np.ndarray:
+  """The first `dim` numbers of each row, renormalised to unit length (a Matryoshka prefix); all of them for None.
+  As sentence-transformers' `truncate_dim` with `normalize_embeddings=True`."""
+  if dim is None:
+    return x_nd
+  x = x_nd[:, :dim]
+  return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def refuse_window(cfg, max_length: int) -> None:
   """Raises InputError when texts of `max_length` tokens are longer than the model's sliding window."""
   problem = window_problem(cfg, max_length)
   if problem is not None:
     raise InputError(problem)
+
+
+def refuse_dim(cfg, dim: int | None) -> None:
+  """Raises InputError when `dim` (--dim) is more numbers than the model's embeddings have."""
+  if dim is not None and not 1 <= dim <= cfg.hidden_size:
+    raise InputError(f"--dim {dim}: the model's embeddings have {cfg.hidden_size} numbers; give 1..{cfg.hidden_size}")
 
 
 class Encoder:
@@ -36,10 +51,12 @@ class Encoder:
   """
 
   def __init__(self, model, tokenizer, *, max_length: int = 512, batch_size: int = 32, mesh: Mesh | None = None,
-               model_dir: pathlib.Path | None = None, pack: bool = True):
+               model_dir: pathlib.Path | None = None, pack: bool = True, dim: int | None = None):
     if batch_size < 1:  # range(0, n, batch) would encode nothing, or fail deep inside numpy
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     refuse_window(model.cfg, max_length)
+    refuse_dim(model.cfg, dim)
+    self.dim = dim  # None: whole embeddings; N: their first N numbers, renormalised (truncate_rows)
     self.model_dir = model_dir  # where the weights came from (keys the embedding cache)
     self.tokenizer = tokenizer
     self.max_length = max_length
@@ -63,6 +80,7 @@ class Encoder:
     pooling is the directory's sentence-transformers pooling when it has one (1_Pooling/config.json)."""
     model_dir = resolve_model_dir(model_dir)
     refuse_window(model_config(model_dir), max_length)  # before the weights are read
+    refuse_dim(model_config(model_dir), kwargs.get("dim"))
     tokenizer = load_tokenizer(model_dir)  # first: a broken tokenizer fails before the weights are read
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
     return cls(model, tokenizer, max_length=max_length, mesh=mesh, model_dir=model_dir, **kwargs)
@@ -104,7 +122,7 @@ class Encoder:
           out = np.zeros((len(token_ids), emb.shape[1]), np.float32)
         out[rows] = emb
         bar.update(len(rows))
-    return out if out is not None else np.zeros((0, 0), np.float32)
+    return truncate_rows(out, self.dim) if out is not None else np.zeros((0, 0), np.float32)
 
   def _next_padded_batch(self, order: list[int], token_ids, weights) -> tuple[list[int], np.ndarray]:
     """(texts, their embeddings) of the next batch: the next `batch_size` of `order` (taken off it)."""

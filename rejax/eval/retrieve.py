@@ -38,6 +38,8 @@ def dense_run(dataset: RetrievalDataset, encoder, model_dir: pathlib.Path, *, k:
 
   doc_ids, query_ids = list(dataset.corpus), list(dataset.queries)
   settings = dict(max_length=encoder.max_length, dtype=str(encoder.dtype))
+  if getattr(encoder, "dim", None):  # a Matryoshka prefix (--dim): its own cache entries
+    settings["dim"] = encoder.dim
   docs = [dataset.corpus[d] for d in doc_ids]
   doc_emb = cached(cache_dir, cache_key(model_dir, docs, **settings),
                    lambda: encoder.encode(docs, desc=f"{dataset.name} corpus"), f"{dataset.name} corpus")

@@ -37,7 +37,8 @@ def is_baseline_dir(model_dir: pathlib.Path) -> bool:
 class SentenceTransformerEncoder:
   """Unit-norm float32 embeddings from a sentence-transformers model, with `Encoder`'s encode signature."""
 
-  def __init__(self, model_dir: str | pathlib.Path, *, max_length: int = 512, batch_size: int = 32):
+  def __init__(self, model_dir: str | pathlib.Path, *, max_length: int = 512, batch_size: int = 32,
+               dim: int | None = None):
     try:
       from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -50,6 +51,7 @@ class SentenceTransformerEncoder:
     self.max_length = self.model.max_seq_length
     self.batch_size = batch_size
     self.dtype = "float32"
+    self.dim = dim  # sentence-transformers' truncate_dim
 
   def encode(self, texts: Sequence[str], *, instruction: str | None = None, progress: bool = True,
              desc: str = "encode") -> np.ndarray:
@@ -57,4 +59,4 @@ class SentenceTransformerEncoder:
     del desc
     texts = [format_query(t, instruction) for t in texts]
     return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                             show_progress_bar=progress).astype(np.float32)
+                             show_progress_bar=progress, truncate_dim=self.dim).astype(np.float32)

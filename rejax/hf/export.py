@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -101,7 +101,7 @@ def _dtype_name(dtype) -> str:
 def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | pathlib.Path,
                  dtype: str | None = None, instructions: Mapping[str, str] | None = None,
                  max_seq_length: int = 512, max_shard_size: int | str = "5GB",
-                 overwrite: bool = False) -> pathlib.Path:
+                 overwrite: bool = False, matryoshka_dims: Sequence[int] = ()) -> pathlib.Path:
   """The directory `output`, now holding `model` (adapters merged) for transformers and sentence-transformers.
 
   model: an NNX Decoder, with or without LoRA, its parameters on any mesh (or one device).
@@ -114,6 +114,8 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   max_seq_length: sentence-transformers' truncation length (EOS kept, as `rejax encode --max-length`).
   max_shard_size: above this total, weights are split into files of at most this size with an index.
   overwrite: replace a non-empty `output` (whole; see `check_export_dir` for what is never replaced).
+  matryoshka_dims: the prefix sizes the model was trained at (loss.matryoshka_dims), recorded in
+    config_sentence_transformers.json; load one with `SentenceTransformer(output, truncate_dim=N)`.
   """
   output = as_path(output, "output")
   base_dir = resolve_model_dir(base_dir)
@@ -138,7 +140,7 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
       hf_config(cfg, base, dtype).save_pretrained(staging)
       save_eos_tokenizer(base_dir, staging)
       write_sentence_transformers_files(staging, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
-                                        prompts=prompts, pooling=cfg.pooling)
+                                        prompts=prompts, pooling=cfg.pooling, matryoshka_dims=matryoshka_dims)
       reread = model_config(staging, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
       if reread != cfg:
         raise AssertionError(f"{output}: config.json and 1_Pooling/ do not read back as the model's config: "

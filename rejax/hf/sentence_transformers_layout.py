@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from rejax.data.text import format_query
 
@@ -66,9 +66,12 @@ def _write_json(path: pathlib.Path, obj) -> None:
 
 
 def write_sentence_transformers_files(output: str | pathlib.Path, *, hidden_size: int, max_seq_length: int,
-                                      prompts: Mapping[str, str], pooling: str = "last_token") -> None:
+                                      prompts: Mapping[str, str], pooling: str = "last_token",
+                                      matryoshka_dims: Sequence[int] = ()) -> None:
   """Write modules.json, sentence_bert_config.json, 1_Pooling/ (`pooling`, a DecoderConfig.pooling), 2_Normalize/
-  and config_sentence_transformers.json (`prompts` as `query_prompts` makes them)."""
+  and config_sentence_transformers.json (`prompts` as `query_prompts` makes them; `matryoshka_dims`, the prefix
+  sizes the model was trained at, recorded as such: sentence-transformers ignores the key, and its `truncate_dim`
+  is left unset so the whole embedding stays the default)."""
   output = pathlib.Path(output)
   _write_json(output / "modules.json", MODULES)
   _write_json(output / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
@@ -78,4 +81,5 @@ def write_sentence_transformers_files(output: str | pathlib.Path, *, hidden_size
       "prompts": dict(prompts),
       "default_prompt_name": None,  # documents are encoded as they are; queries name their task's prompt
       "similarity_fn_name": "cosine",
+      **({"matryoshka_dims": sorted(matryoshka_dims, reverse=True)} if matryoshka_dims else {}),
   })

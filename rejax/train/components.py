@@ -70,8 +70,13 @@ def decoder_runtime(model: ml_collections.ConfigDict) -> dict[str, Any]:
   return runtime
 
 
-def check_window(model_cfg: DecoderConfig, config: ml_collections.ConfigDict) -> None:
-  """ConfigError when the model's sliding window is shorter than the run's longest input (naming the key)."""
+def check_against_model(model_cfg: DecoderConfig, config: ml_collections.ConfigDict) -> None:
+  """ConfigError, naming the key, for a setting the model cannot honour: a sliding window shorter than the run's
+  longest input, or a Matryoshka size beyond its hidden size."""
+  dims = tuple(config.loss.get("matryoshka_dims", ()) or ())
+  if dims and max(dims) > model_cfg.hidden_size:
+    raise ConfigError(f"loss.matryoshka_dims={dims}: the model's embeddings have {model_cfg.hidden_size} numbers "
+                      f"(hidden_size), so no size may exceed it")
   d = config.data
   key, length = max((("data.max_query_length", d.max_query_length), ("data.max_passage_length", d.max_passage_length)),
                     key=lambda item: item[1])

@@ -137,7 +137,7 @@ def export_run(workdir: str | AnyPath, output: str | AnyPath, *,
     instructions = training_instructions(dataset_dir(config, workdir))
     export_model(model, output, base_dir=base_dir, instructions=instructions or None,
                  max_seq_length=max(config.data.max_query_length, config.data.max_passage_length),
-                 overwrite=overwrite)
+                 overwrite=overwrite, matryoshka_dims=tuple(config.loss.get("matryoshka_dims", ()) or ()))
   checkpoints.close()
   if jax.process_index() == 0:
     print(f"exported step {step} of {workdir} to {output}", flush=True)

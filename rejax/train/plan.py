@@ -39,7 +39,7 @@ from rejax.sharding import make_mesh, use_mesh
 from rejax.train.config import ConfigError, apply_overrides, validate
 from rejax.train.flops import executed_step_flops, train_step_flops
 from rejax.train.compiled_step import BatchShape, batch_shapes, jitted_train_step, memory_figures
-from rejax.train.components import check_window, components
+from rejax.train.components import check_against_model, components
 from rejax.train.state import abstract_train_state
 from rejax.train.topology import Topology, resolve_topology
 
@@ -125,7 +125,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
   """One shape's row of the plan: the compiled step's memory per device, FLOPs and estimated time."""
   parts = components(config)
   model_cfg = config_from_hf_dict(hf_config, **parts.decoder_runtime)
-  check_window(model_cfg, config)
+  check_against_model(model_cfg, config)
   mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=topology.devices,
                    dcn_data=config.mesh.dcn_data)
   with use_mesh(mesh):

@@ -51,6 +51,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.loss.temperature = 0.02
   c.loss.ri_start_step = 100
   c.loss.ri_clamp_max = 5.0
+  # Matryoshka: the loss also at these prefix sizes of the embedding (e.g. (576, 256, 64)), each weighted by
+  # matryoshka_weights (() = 1.0 each); () = off (the paper's). A prefix is then usable alone (rejax encode --dim).
+  c.loss.matryoshka_dims = ()
+  c.loss.matryoshka_weights = ()
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-4

@@ -22,7 +22,7 @@ from rejax.io import write_dir_atomic
 from rejax.staging import staged
 from rejax.storage import AnyPath, as_path, check_store
 from rejax.models import config_from_hf_dict, init_decoder
-from rejax.train.components import check_window
+from rejax.train.components import check_against_model
 
 
 def base_model_dir(config: ml_collections.ConfigDict, workdir: AnyPath) -> pathlib.Path:
@@ -78,12 +78,12 @@ def build_model(config: ml_collections.ConfigDict, base_dir: pathlib.Path, mesh,
   """(decoder, config): loaded from `base_dir`'s safetensors, or randomly initialised, created sharded; `runtime`
   as rejax.train.components.decoder_runtime gives it."""
   if any(base_dir.glob("*.safetensors")):
-    check_window(model_config(base_dir, **runtime), config)  # before any weight is read
+    check_against_model(model_config(base_dir, **runtime), config)  # before any weight is read
     return load_decoder(base_dir, mesh=mesh, lora_seed=config.seed, **runtime)
   if config.model.path:
     raise FileNotFoundError(f"model.path={config.model.path}: no *.safetensors in {base_dir}")
   cfg = config_from_hf_dict(json.loads((base_dir / "config.json").read_text()), **runtime)
-  check_window(cfg, config)
+  check_against_model(cfg, config)
   return init_decoder(cfg, seed=config.seed, mesh=mesh), cfg
 
 
