@@ -132,9 +132,20 @@ def cmd_export(args: argparse.Namespace) -> None:
   from rejax.storage import as_path, check_store
 
   workdir, output = as_path(args.workdir, "--workdir"), as_path(args.output, "--output")
+  if args.push_to_hub:
+    from rejax.hf.hub import check_push_target
+
+    check_push_target(args.push_to_hub, output)  # before any work: a bad id or an offline hub loses nothing
   check_store(workdir, "--workdir")
   check_store(output, "--output")
   export_run(workdir, output, step=args.step, overwrite=args.overwrite)
+  if args.push_to_hub:
+    import jax
+
+    from rejax.hf.hub import push_to_hub
+
+    if jax.process_index() == 0:
+      print(f"pushed {output} to {push_to_hub(output, args.push_to_hub)}", file=sys.stderr, flush=True)
 
 
 def _data_parallel_encoder(args):
@@ -307,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a new or empty directory or gs://BUCKET/PATH (not the workdir, nor the base model)")
   export.add_argument("--overwrite", action="store_true",
                       help="replace a non-empty --output whole (the new export is renamed into place when complete)")
+  export.add_argument("--push-to-hub", metavar="ORG/NAME",
+                      help="then upload --output (model card included) to this hub model repo, created if needed")
   export.set_defaults(run=cmd_export)
 
   data = commands.add_parser("data", help="training data: convert released JSONL to ArrayRecord")

@@ -113,6 +113,22 @@ def test_in_training_figures_equal_rejax_eval_of_that_steps_export(eval_run, dev
     assert logged[name] == pytest.approx(offline[name], abs=1e-6), name
 
 
+def test_the_exports_model_card_parses_and_carries_that_steps_figures(eval_run, best_step, best_export):
+  """README.md is a model card huggingface_hub parses (metadata, then the body), with the recipe of the run, the
+  prompts it was trained with, and the dev evaluation's figures of the exported step as metrics.jsonl has them."""
+  from huggingface_hub import ModelCard
+
+  card = ModelCard.load(best_export / "README.md")
+  assert (card.data.library_name, card.data.pipeline_tag) == ("sentence-transformers", "sentence-similarity")
+  assert card.data.base_model is None  # a random model: no hub id to name
+  assert f"| steps | {best_step} of {STEPS} |" in card.text
+  prompts = json.loads((best_export / "config_sentence_transformers.json").read_text())["prompts"]
+  for name in prompts:
+    assert f"| {name} |" in card.text, name
+  for name, value in figures(eval_run)[best_step].items():
+    assert f"| {name} | {value:.4f} |" in card.text, name
+
+
 def test_best_checkpoint_outlives_rotation_and_is_exported(eval_run, best_step, best_export):
   assert best_step < STEPS, "the dev set no longer makes an early checkpoint best: the rotation goes untested"
   assert checkpoint_steps(eval_run) == [best_step, STEPS]  # keep_checkpoints=1: the latest, and the best

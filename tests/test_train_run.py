@@ -251,6 +251,30 @@ def test_a_bidirectional_mean_pooling_run_exports_a_model_that_loads_as_such(tmp
   assert cos.min() >= 0.9999, cos
 
 
+def test_push_to_hub_is_refused_offline_before_any_work_and_a_failed_upload_keeps_the_export(reference_run,
+                                                                                              tmp_path):
+  """`rejax export --push-to-hub`: with HF_HUB_OFFLINE=1 (every test's setting) one line before anything is written;
+  online but with the hub unreachable (a closed port on 127.0.0.1: a real connection error, nothing mocked) the export
+  is complete and one line says the upload failed and how to retry it."""
+  export = [sys.executable, "-m", "rejax.cli", "export", "--workdir", str(reference_run), "--push-to-hub"]
+  offline = run(export + ["me/tiny", "--output", str(tmp_path / "a")], devices=1, check=False)
+  assert offline.returncode == 1 and not (tmp_path / "a").exists()
+  assert offline.stderr.strip().splitlines()[-1] == (
+      f"rejax export: error: --push-to-hub me/tiny: the hub is switched off here (HF_HUB_OFFLINE=1); export without "
+      f"it, then `huggingface-cli upload me/tiny {tmp_path / 'a'}` where the hub can be reached")
+  bad_id = run(export + ["not a repo", "--output", str(tmp_path / "b")], devices=1, check=False)
+  assert bad_id.returncode == 1 and "--push-to-hub not a repo: not a hub repo id ORG/NAME" in bad_id.stderr
+  env = dict(env_with(1), HF_HUB_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_not_a_real_token")
+  unreachable = subprocess.run(export + ["me/tiny", "--output", str(tmp_path / "c")], env=env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+  last = unreachable.stderr.strip().splitlines()[-1]
+  assert unreachable.returncode == 1 and last.startswith("rejax export: error: --push-to-hub me/tiny: the upload "
+                                                         "failed ("), last
+  assert last.endswith(f"the export is complete in {tmp_path / 'c'}: upload it with `huggingface-cli upload me/tiny "
+                       f"{tmp_path / 'c'}`") and "hf_not_a_real_token" not in unreachable.stderr
+  assert (tmp_path / "c" / "README.md").is_file() and any((tmp_path / "c").glob("*.safetensors"))
+
+
 CONFIG_ERRORS = [
   (["--config.model.pooling=cls", "--config.mesh.tensor=8"],
    "model.pooling='cls': expected one of 'last_token', 'mean' (or '' for the model's own)"),

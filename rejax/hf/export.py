@@ -7,7 +7,8 @@ load as they are.
     AutoModel.from_pretrained("hf/my-embedder")             # Qwen3Model, LlamaModel, ...: final hidden states
     SentenceTransformer("hf/my-embedder").encode(queries, prompt_name="biology")   # == rejax encode
 
-The directory holds: the weights as safetensors in the base model's dtype (`rejax.hf.save`), config.json
+The directory holds: a README.md model card (`rejax.hf.model_card`), the weights as safetensors in the base model's
+dtype (`rejax.hf.save`), config.json
 for the bare architecture (its family's class; `is_causal: false` for a bidirectional model), the tokenizer with
 EOS appended by its post-processor (`rejax.hf.tokenizer`), and the sentence-transformers files with the model's
 pooling and one prompt per task instruction (`rejax.hf.sentence_transformers_layout`).
@@ -32,6 +33,7 @@ from rejax.domains import INSTRUCTIONS as BRIGHT_INSTRUCTIONS  # the same string
 from rejax.errors import ExportError
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.load import model_config
+from rejax.hf.model_card import CardFacts, model_card
 from rejax.hf.save import save_safetensors, staged_directory
 from rejax.hf.sentence_transformers_layout import query_prompts, write_sentence_transformers_files
 from rejax.hf.tokenizer import save_eos_tokenizer
@@ -101,7 +103,8 @@ def _dtype_name(dtype) -> str:
 def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | pathlib.Path,
                  dtype: str | None = None, instructions: Mapping[str, str] | None = None,
                  max_seq_length: int = 512, max_shard_size: int | str = "5GB",
-                 overwrite: bool = False, matryoshka_dims: Sequence[int] = ()) -> pathlib.Path:
+                 overwrite: bool = False, matryoshka_dims: Sequence[int] = (),
+                 card: CardFacts | None = None) -> pathlib.Path:
   """The directory `output`, now holding `model` (adapters merged) for transformers and sentence-transformers.
 
   model: an NNX Decoder, with or without LoRA, its parameters on any mesh (or one device).
@@ -116,7 +119,9 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
   overwrite: replace a non-empty `output` (whole; see `check_export_dir` for what is never replaced).
   matryoshka_dims: the prefix sizes the model was trained at (loss.matryoshka_dims), recorded in
     config_sentence_transformers.json; load one with `SentenceTransformer(output, truncate_dim=N)`.
+  card: what the README.md model card says of the training and its results (default: the base model only).
   """
+  card = card or CardFacts(base_model=str(base_dir))
   output = as_path(output, "output")
   base_dir = resolve_model_dir(base_dir)
   check_export_dir(output, base_dir, overwrite=overwrite)
@@ -141,6 +146,9 @@ def export_model(model: Decoder, output: str | pathlib.Path, *, base_dir: str | 
       save_eos_tokenizer(base_dir, staging)
       write_sentence_transformers_files(staging, hidden_size=cfg.hidden_size, max_seq_length=max_seq_length,
                                         prompts=prompts, pooling=cfg.pooling, matryoshka_dims=matryoshka_dims)
+      (staging / "README.md").write_text(model_card(cfg, card, prompts=prompts, max_seq_length=max_seq_length,
+                                                    matryoshka_dims=matryoshka_dims, name=output.name),
+                                         encoding="utf-8")
       reread = model_config(staging, **{f: getattr(cfg, f) for f in _RUNTIME_FIELDS})
       if reread != cfg:
         raise AssertionError(f"{output}: config.json and 1_Pooling/ do not read back as the model's config: "

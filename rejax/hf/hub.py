@@ -58,3 +58,41 @@ def resolve_model_dir(model: str | pathlib.Path, what: str = "model") -> pathlib
   return snapshot(name, _PATTERNS, what=repr(name), advice=(
       "Pass a local model directory instead, or download it on a connected machine "
       f"(`huggingface-cli download {name}`) and point HF_HOME at that cache."))
+
+
+def check_push_target(repo_id: str, output: str | pathlib.Path, flag: str = "--push-to-hub") -> None:
+  """Raises InputError, before any work, when `output` cannot be pushed to hub repo `repo_id`: a malformed id, an
+  output on a bucket (uploads are of a local directory), or a hub switched off here (HF_HUB_OFFLINE=1)."""
+  from huggingface_hub import constants
+  from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+  from rejax.errors import InputError
+
+  try:
+    validate_repo_id(repo_id)
+  except HFValidationError as e:
+    raise InputError(f"{flag} {repo_id}: not a hub repo id ORG/NAME ({str(e).splitlines()[0]})") from None
+  if "/" not in repo_id:
+    raise InputError(f"{flag} {repo_id}: give the repo as ORG/NAME (a user or organisation, then the model's name)")
+  if is_remote(output):
+    raise InputError(f"{flag} uploads a local directory; --output {output} is on a bucket: export to a local "
+                     "directory to push it")
+  if constants.HF_HUB_OFFLINE:
+    raise InputError(f"{flag} {repo_id}: the hub is switched off here (HF_HUB_OFFLINE=1); export without it, then "
+                     f"`huggingface-cli upload {repo_id} {output}` where the hub can be reached")
+
+
+def push_to_hub(output: pathlib.Path, repo_id: str, flag: str = "--push-to-hub") -> str:
+  """Uploads the directory `output` to hub model repo `repo_id` (created if needed); returns the commit's URL.
+  A failure (no network, no token, no rights) is one RuntimeError line saying the export itself is complete."""
+  from huggingface_hub import HfApi
+
+  api = HfApi()
+  try:
+    api.create_repo(repo_id, exist_ok=True)
+    commit = api.upload_folder(folder_path=str(output), repo_id=repo_id, commit_message="Upload a rejax export")
+  except Exception as e:
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise RuntimeError(f"{flag} {repo_id}: the upload failed ({type(e).__name__}: {reason}); the export is complete "
+                       f"in {output}: upload it with `huggingface-cli upload {repo_id} {output}`") from e
+  return str(getattr(commit, "commit_url", commit))

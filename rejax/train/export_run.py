@@ -31,6 +31,7 @@ from rejax.train.compiled_step import COMPILED_STEPS
 from rejax.train.components import components
 from rejax.train.profile import PROFILE_DIR
 from rejax.train.resume_config import CONFIG_CHANGES
+from rejax.train.run_card import run_card
 from rejax.train.run_inputs import base_model_dir, build_model, dataset_dir
 
 # What `rejax train` keeps in its workdir besides the export: an export must never replace one of them.
@@ -134,8 +135,10 @@ def export_run(workdir: str | AnyPath, output: str | AnyPath, *,
     graphdef, trainable, frozen = nnx.split(model, parts.trained, ...)
     trainable, _ = checkpoints.restore_params(step, trainable)
     model = nnx.merge(graphdef, trainable, frozen)
-    instructions = training_instructions(dataset_dir(config, workdir))
+    data_dir = dataset_dir(config, workdir)
+    instructions = training_instructions(data_dir)
     export_model(model, output, base_dir=base_dir, instructions=instructions or None,
+                 card=run_card(config, workdir, data_dir, step),
                  max_seq_length=max(config.data.max_query_length, config.data.max_passage_length),
                  overwrite=overwrite, matryoshka_dims=tuple(config.loss.get("matryoshka_dims", ()) or ()))
   checkpoints.close()
