@@ -62,10 +62,10 @@ def _what_it_is(cfg: DecoderConfig, facts: CardFacts, max_seq_length: int, matry
 def _usage(prompt_name: str | None, matryoshka_dims: Sequence[int]) -> str:
   query = (f'model.encode(queries, prompt_name="{prompt_name}")' if prompt_name
            else "model.encode(queries)")
-  truncate = f", truncate_dim={min(matryoshka_dims)}" if matryoshka_dims else ""
+  truncate = (f'  # or truncate_dim={min(matryoshka_dims)}: a trained prefix size\n' if matryoshka_dims else "\n")
   return ("## Usage\n\nQueries carry their task's instruction (a prompt below); documents are encoded as they are.\n\n"
           "```python\nfrom sentence_transformers import SentenceTransformer\n\n"
-          f'model = SentenceTransformer("PATH_OR_REPO"{truncate})\n'
+          f'model = SentenceTransformer("PATH_OR_REPO"){truncate}'
           f"query_embeddings = {query}\n"
           "document_embeddings = model.encode(documents)\n"
           "scores = model.similarity(query_embeddings, document_embeddings)\n```\n\n"
