@@ -225,6 +225,8 @@ def test_export_loads_in_transformers_and_sentence_transformers_as_rejax_encodes
     assert cos.min() >= 0.9999, cos
 
 
+@pytest.mark.slow  # ~1 min; by default: tests/test_embedder_settings.py (packed gradients, export = ST) and
+# tests/test_extension_points.py (the settings reach the DecoderConfig)
 def test_a_bidirectional_mean_pooling_run_exports_a_model_that_loads_as_such(tmp_path):
   """model.attention=bidirectional and model.pooling=mean train and export a model whose config.json says
   is_causal: false and whose sentence-transformers pooling is the mean: transformers builds it bidirectional, and
