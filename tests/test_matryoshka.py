@@ -116,3 +116,33 @@ def test_a_matryoshka_run_logs_each_size_and_exports_them(tmp_path):
     np.testing.assert_allclose(r["loss"], r["loss_dim_64"] + 0.5 * r["loss_dim_16"], rtol=1e-5)
   exported = json.loads((workdir / "export" / "config_sentence_transformers.json").read_text())
   assert exported["matryoshka_dims"] == [64, 16]
+
+
+def test_eval_dim_keeps_its_own_cache_entries_and_searches_the_prefixes(tiny_model_factory, tmp_path):
+  """`rejax eval --dim 16` (dense_run with an Encoder of dim 16) searches the renormalised 16-number prefixes of the
+  whole embeddings, and its cached corpus embeddings never stand in for the whole ones (or the reverse)."""
+  from rejax.eval.beir import RetrievalDataset
+  from rejax.eval.encode import Encoder, truncate_rows
+  from rejax.eval.retrieve import dense_run
+  from rejax.eval.search import build_index, search
+  from tests.test_parity import TEXTS
+
+  model_dir, _ = tiny_model_factory("qwen3_tied")
+  corpus = {f"d{i}": text for i, text in enumerate(TEXTS)}
+  queries = {"q0": TEXTS[0][:20], "q1": TEXTS[-1][:20]}
+  dataset = RetrievalDataset(name="toy", corpus=corpus, queries=queries, qrels={"q0": {"d0": 1}, "q1": {"d1": 1}})
+  whole = Encoder.from_pretrained(model_dir, max_length=40, batch_size=4)
+  prefix = Encoder.from_pretrained(model_dir, max_length=40, batch_size=4, dim=16)
+  cache = tmp_path / "cache"
+  run_whole = dense_run(dataset, whole, model_dir, k=3, instruction=None, cache_dir=cache)
+  run_prefix = dense_run(dataset, prefix, model_dir, k=3, instruction=None, cache_dir=cache)
+  assert len(list(cache.glob("*.npy"))) == 2  # one corpus entry each
+  assert dense_run(dataset, whole, model_dir, k=3, instruction=None, cache_dir=cache) == run_whole  # cache hit
+
+  docs = whole.encode(list(corpus.values()), progress=False)
+  qs = whole.encode(list(queries.values()), progress=False)
+  want = search(build_index(truncate_rows(docs, 16), "flat"), list(corpus), truncate_rows(qs, 16), list(queries), 3,
+                dataset.excluded)
+  assert {q: list(hits) for q, hits in run_prefix.items()} == {q: list(hits) for q, hits in want.items()}
+  for q in want:
+    np.testing.assert_allclose(list(run_prefix[q].values()), list(want[q].values()), rtol=1e-5, atol=1e-6)
