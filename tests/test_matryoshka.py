@@ -122,7 +122,7 @@ def test_eval_dim_keeps_its_own_cache_entries_and_searches_the_prefixes(tiny_mod
   """`rejax eval --dim 16` (dense_run with an Encoder of dim 16) searches the renormalised 16-number prefixes of the
   whole embeddings, and its cached corpus embeddings never stand in for the whole ones (or the reverse)."""
   from rejax.eval.beir import RetrievalDataset
-  from rejax.eval.encode import Encoder, truncate_rows
+  from rejax.eval.encode import Encoder
   from rejax.eval.retrieve import dense_run
   from rejax.eval.search import build_index, search
   from tests.test_parity import TEXTS
@@ -141,7 +141,7 @@ def test_eval_dim_keeps_its_own_cache_entries_and_searches_the_prefixes(tiny_mod
 
   docs = whole.encode(list(corpus.values()), progress=False)
   qs = whole.encode(list(queries.values()), progress=False)
-  want = search(build_index(truncate_rows(docs, 16), "flat"), list(corpus), truncate_rows(qs, 16), list(queries), 3,
+  want = search(build_index(numpy_prefix(docs, 16), "flat"), list(corpus), numpy_prefix(qs, 16), list(queries), 3,
                 dataset.excluded)
   assert {q: list(hits) for q, hits in run_prefix.items()} == {q: list(hits) for q, hits in want.items()}
   for q in want:

@@ -17,17 +17,14 @@ from rejax.errors import InputError
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.load import load_decoder, model_config
 from rejax.models import window_problem
-from rejax.models.pooling import embed, embed_packed
+from rejax.models.pooling import embed, embed_packed, l2_normalize
 from rejax.sharding import every_device_sharding
 
 
 def truncate_rows(x_nd: np.ndarray, dim: int | None) -> np.ndarray:
   """The first `dim` numbers of each row, renormalised to unit length (a Matryoshka prefix); all of them for None.
   As sentence-transformers' `truncate_dim` with `normalize_embeddings=True`."""
-  if dim is None:
-    return x_nd
-  x = x_nd[:, :dim]
-  return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+  return x_nd if dim is None else np.asarray(l2_normalize(x_nd[:, :dim]))
 
 
 def refuse_window(cfg, max_length: int) -> None:
@@ -79,8 +76,9 @@ class Encoder:
     """An Encoder for a local HF model directory or hub id; `dtype` sets both parameter and compute dtype. The
     pooling is the directory's sentence-transformers pooling when it has one (1_Pooling/config.json)."""
     model_dir = resolve_model_dir(model_dir)
-    refuse_window(model_config(model_dir), max_length)  # before the weights are read
-    refuse_dim(model_config(model_dir), kwargs.get("dim"))
+    cfg = model_config(model_dir)  # before the weights are read
+    refuse_window(cfg, max_length)
+    refuse_dim(cfg, kwargs.get("dim"))
     tokenizer = load_tokenizer(model_dir)  # first: a broken tokenizer fails before the weights are read
     model, _ = load_decoder(model_dir, mesh=mesh, param_dtype=dtype, dtype=dtype)
     return cls(model, tokenizer, max_length=max_length, mesh=mesh, model_dir=model_dir, **kwargs)

@@ -28,6 +28,12 @@ class ContrastiveLoss:
     """Whether the step numbered `step` (an int, or the traced step count) encodes the reasoning queries."""
     return False
 
+  def describe(self) -> str:
+    """`kind (setting value, ...)`: the loss and its settings, for people (the model card)."""
+    settings = ", ".join(f"{f.name} {getattr(self, f.name)}" for f in dataclasses.fields(self)
+                         if getattr(self, f.name) is not None)
+    return f"{self.kind} ({settings})"
+
   def group_size_of(self, q: jax.Array, p: jax.Array) -> int:
     """G of the batch: `group_size`, or passages per query; raises ValueError when the rows do not divide."""
     group_size = self.group_size or p.shape[0] // q.shape[0]

@@ -37,6 +37,10 @@ class Matryoshka:
       raise ValueError(f"loss.matryoshka_weights={self.weights}: expected one weight > 0 per size of "
                        f"loss.matryoshka_dims={self.dims} (or () for 1.0 each)")
 
+  def describe(self) -> str:
+    weights = ", ".join(f"{w:g}" for w in self.weights)
+    return f"{self.inner.describe()} at Matryoshka sizes {', '.join(map(str, self.dims))} (weights {weights})"
+
   @property
   def uses_reasoning(self) -> bool:
     return self.inner.uses_reasoning

@@ -14,19 +14,18 @@ def last_token_pool(hidden_btd: jax.Array, mask_bt: jax.Array) -> jax.Array:
   return jnp.take_along_axis(hidden_btd, last[:, None, None], axis=1)[:, 0]
 
 
-def mean_pool(hidden_btd: jax.Array, mask_bt: jax.Array) -> jax.Array:
-  """Mean [B, D] float32 of each row's real tokens' hidden states (sentence-transformers' mean_tokens)."""
-  real_bt = mask_bt.astype(jnp.float32)
-  sums_bd = jnp.einsum("btd,bt->bd", hidden_btd.astype(jnp.float32), real_bt)
-  return sums_bd / jnp.maximum(jnp.sum(real_bt, axis=-1, keepdims=True), 1.0)
-
-
 def segment_mean_pool(hidden_rtd: jax.Array, segments_rt: jax.Array, slots: int) -> jax.Array:
   """Mean [R, S, D] float32 over the tokens of each slot's segment in packed rows: slot s is segment s + 1
   (rejax.data.packing.lay_out); an empty slot gets zeros."""
   in_slot_rts = (segments_rt[:, :, None] == jnp.arange(1, slots + 1, dtype=segments_rt.dtype)).astype(jnp.float32)
   sums_rsd = jnp.einsum("rtd,rts->rsd", hidden_rtd.astype(jnp.float32), in_slot_rts)
   return sums_rsd / jnp.maximum(jnp.sum(in_slot_rts, axis=1), 1.0)[:, :, None]
+
+
+def mean_pool(hidden_btd: jax.Array, mask_bt: jax.Array) -> jax.Array:
+  """Mean [B, D] float32 of each row's real tokens' hidden states (sentence-transformers' mean_tokens): a padded
+  row is a packed row of one segment (its real tokens, mask 1)."""
+  return segment_mean_pool(hidden_btd, mask_bt, 1)[:, 0]
 
 
 def l2_normalize(x_bd: jax.Array, eps: float = 1e-12) -> jax.Array:

@@ -9,6 +9,7 @@ import ml_collections
 
 from rejax.data.convert import MANIFEST, read_manifest
 from rejax.hf.model_card import CardFacts
+from rejax.losses import make_loss
 from rejax.storage import AnyPath
 
 
@@ -21,10 +22,7 @@ def run_card(config: ml_collections.ConfigDict, workdir: AnyPath, data_dir: AnyP
   training["batches (global batch, group size)"] = ", ".join(
       f"{name} {tuple(setting)}" for name, setting in sorted(data.domains.items()))
   training["max length (query, passage)"] = f"{data.max_query_length}, {data.max_passage_length}"
-  training["loss"] = loss.kind + (f" from step {loss.ri_start_step}, RI clamp {loss.ri_clamp_max}"
-                                  if loss.kind == "ri_infonce" else "") + f", temperature {loss.temperature}"
-  if loss.get("matryoshka_dims", ()):
-    training["Matryoshka sizes"] = ", ".join(map(str, loss.matryoshka_dims))
+  training["loss"] = make_loss(loss).describe()
   training["optimizer"] = (f"AdamW, lr {optim.lr}, warmup {optim.warmup_ratio}, weight decay {optim.weight_decay}, "
                            f"clip {optim.clip_norm}")
   training["weights trained"] = (f"LoRA r={m.lora.rank}, alpha={m.lora.alpha}, dropout={m.lora.dropout} on "
