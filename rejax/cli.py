@@ -76,6 +76,30 @@ def cmd_data_pairs(args: argparse.Namespace) -> None:
         f"({summary['usable_docs']} of {summary['corpus_docs']} documents have a title and a body)", file=sys.stderr)
 
 
+def cmd_data_mine(args: argparse.Namespace) -> None:
+  from rejax.teacher.mine import MineSettings, mine
+
+  settings = MineSettings(range_min=args.range_min, range_max=args.range_max, negatives=args.negatives,
+                          sampling=args.sampling, absolute_margin=args.absolute_margin,
+                          relative_margin=args.relative_margin, max_score=args.max_score, seed=args.seed,
+                          include_scores=args.include_scores)
+  summary = mine(args.model, args.corpus, args.input, args.output, settings, cross_encoder=args.cross_encoder,
+                 titles=args.titles, split=args.split, instruction=args.instruction, domain=args.domain,
+                 dtype=args.dtype, max_length=args.max_length, batch_size=args.batch_size, cache_dir=args.cache_dir)
+  print(f"wrote {summary['records']} records to {args.output} ({summary['dropped_without_negative']} queries without "
+        f"a negative left out, {summary['short_of_negatives']} with fewer than {args.negatives}; "
+        f"{summary['filtered_out']} of {summary['window_candidates']} window candidates filtered out)", file=sys.stderr)
+
+
+def cmd_data_score(args: argparse.Namespace) -> None:
+  from rejax.teacher.score import score
+
+  summary = score(args.teacher, args.input, args.output, logits=args.logits, dtype=args.dtype,
+                  max_length=args.max_length, batch_size=args.batch_size)
+  print(f"wrote {summary['records']} records with teacher scores to {args.output} (mean positive "
+        f"{summary['mean_pos_score']:.4f}, mean negative {summary['mean_neg_score']:.4f})", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
   from rejax.errors import InputError
   from rejax.train.config import apply_overrides, load_config_file
@@ -348,7 +372,62 @@ def build_parser() -> argparse.ArgumentParser:
   pairs.add_argument("--min-body-words", type=_any_int, default=20, help="a body needs a line of this many words")
   pairs.add_argument("--seed", type=int, default=0)
   pairs.set_defaults(run=cmd_data_pairs)
-  for leaf in (encode, evaluate, train, plan, export, convert, pairs):
+
+  mine = data_commands.add_parser("mine", help="hard negatives mined from a corpus with a model (records or BEIR "
+                                  "queries + qrels in, released-format records out)")
+  mine.add_argument("--model", required=True,
+                    help="the searching model: a rejax/HF decoder or sentence-transformers directory, hub id, or bm25")
+  mine.add_argument("--corpus", required=True, type=pathlib.Path, help='BEIR corpus.jsonl ({"_id", "text", "title"?})')
+  mine.add_argument("--input", required=True, type=pathlib.Path,
+                    help="`{domain}-formatted.jsonl[.gz]` records (a file or a directory; each positive a corpus "
+                         "document) or a BEIR directory (queries.jsonl, qrels/{split}.tsv)")
+  mine.add_argument("--output", required=True, type=pathlib.Path,
+                    help="new directory: the records under the input's file names (BEIR: {domain}-formatted.jsonl) "
+                         "and mine.json")
+  mine.add_argument("--range-min", type=non_negative_int, default=0,
+                    help="skip the top N candidates (ranks from 0, positives left out)")
+  mine.add_argument("--range-max", type=positive_int, default=100, help="candidates are the ranks below N")
+  mine.add_argument("--negatives", type=positive_int, default=10, help="negatives per query")
+  mine.add_argument("--sampling", choices=["top", "random"], default="top",
+                    help="the best-scoring candidates left, or a seeded random draw of them")
+  mine.add_argument("--absolute-margin", type=float, metavar="M",
+                    help="drop a candidate scoring above the positive's score - M (likely a false negative)")
+  mine.add_argument("--relative-margin", type=float, metavar="R",
+                    help="drop a candidate scoring above the positive's score - |score| * R, R in [0, 1)")
+  mine.add_argument("--max-score", type=float, help="drop a candidate scoring above this")
+  mine.add_argument("--cross-encoder", metavar="MODEL",
+                    help="rescore the window's candidates and the positives with this sentence-transformers "
+                         "CrossEncoder; the margins, --max-score and top sampling then use its scores")
+  mine.add_argument("--include-scores", action="store_true",
+                    help="write pos_scores / neg_scores: the scores the negatives were chosen by")
+  mine.add_argument("--titles", action=argparse.BooleanOptionalAction, default=True,
+                    help="a document is `title\\ntext` (rejax eval's form); --no-titles: its `text` alone")
+  mine.add_argument("--split", default="train", help="a BEIR input's judgments: qrels/{split}.tsv (default: train)")
+  mine.add_argument("--instruction", help="a BEIR input's query instruction (default: a generic retrieval one)")
+  mine.add_argument("--domain", help="a BEIR input's domain, naming the output file (default: its directory's name)")
+  mine.add_argument("--seed", type=int, default=0, help="random sampling: query i draws from (seed, i)")
+  mine.add_argument("--cache-dir", type=pathlib.Path, default=default_cache_dir(),
+                    help="corpus embeddings cache, shared with rejax eval (default: $REJAX_CACHE/embeddings)")
+
+  score = data_commands.add_parser("score", help="teacher scores (pos_scores, neg_scores) added to every record, from "
+                                   "a decoder, a sentence-transformers bi-encoder or a CrossEncoder")
+  score.add_argument("--teacher", required=True,
+                     help="a rejax/HF decoder, sentence-transformers bi-encoder or CrossEncoder directory, or hub id")
+  score.add_argument("--input", required=True, type=pathlib.Path,
+                     help="`{domain}-formatted.jsonl[.gz]` records: a file or a directory of them")
+  score.add_argument("--output", required=True, type=pathlib.Path,
+                     help="new directory: the records under their file names, and score.json")
+  score.add_argument("--logits", action="store_true",
+                     help="a CrossEncoder's raw logits (FlagEmbedding's teacher scores) instead of its activation")
+  from rejax.data.text import MIN_LENGTH
+
+  for leaf in (mine, score):
+    leaf.add_argument("--max-length", type=bounded_int(MIN_LENGTH), default=512, help="tokens per text")
+    leaf.add_argument("--batch-size", type=positive_int, default=32)
+    leaf.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="a decoder's dtype")
+  mine.set_defaults(run=cmd_data_mine)
+  score.set_defaults(run=cmd_data_score)
+  for leaf in (encode, evaluate, train, plan, export, convert, pairs, mine, score):
     _add_debug_flag(leaf)
   return parser
 
