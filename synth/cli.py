@@ -1,6 +1,7 @@
 """`synth` command line: one subcommand per stage, `run` for all of them, and `contamination`.
 
     synth run --config configs/synth/demo.py [--config.KEY=VALUE ...] [--shard i/N] [--domain a,b]
+    synth run --config configs/synth/bright.py:/data/bright --engine ray   # the stages' work on a Ray cluster
     synth generate --config configs/synth/bright.py:/data/bright --shard 0/4
     synth contamination --synthetic 'runs/synth/demo/format/*.jsonl' --eval bright/examples/pony.jsonl.gz --output DIR
 
@@ -22,12 +23,17 @@ DEBUG_ENV = ("SYNTH_DEBUG", "REJAX_DEBUG")
 
 
 def cmd_stage(args: argparse.Namespace, overrides: list[str]) -> int:
-  from synth.config import load_config
+  from synth.config import ConfigError, load_config
   from synth.context import Context
   from synth.pipeline import run_all, run_stage
   from synth.units import Shard
 
+  if args.engine:
+    overrides = [*overrides, f"--config.engine={args.engine}"]
   config = load_config(args.config, overrides)
+  if config.engine == "ray" and args.shard != "0/1":
+    raise ConfigError(f"--shard {args.shard}: with engine='ray' Ray schedules the units over the cluster; "
+                      "--shard is for the local engine (e.g. a SLURM array without Ray)")
   ctx = Context(config, shard=Shard.parse(args.shard), progress=not args.no_progress)
   domains = args.domain.split(",") if args.domain else None
   try:
@@ -58,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser(name, help=help_text)
     sub.add_argument("--config", required=True,
                      help="configs/synth/NAME.py[:ARG]; override keys with --config.KEY=VALUE")
-    sub.add_argument("--shard", default="0/1", help="i/N: run the work units u with u %% N == i (default 0/1)")
+    sub.add_argument("--engine", choices=("local", "ray"),
+                     help="where the work runs: this process (local) or Ray (ray; pip install -e '.[synth,ray]'); "
+                          "default: the config's `engine`")
+    sub.add_argument("--shard", default="0/1", help="i/N: run the work units u with u %% N == i (default 0/1; "
+                     "local engine only)")
     sub.add_argument("--domain", help="comma-separated domains (default: all of the config's)")
     sub.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_debug_flag(sub)

@@ -21,7 +21,9 @@ from synth.domains import domain_spec
 from synth.embedders import EMBEDDERS
 
 LLM_STAGES = ("filter", "generate", "annotate", "reason")
-OPEN_BLOCKS = ("backends", "embedder", "domains")  # blocks whose entries each config names itself
+OPEN_BLOCKS = ("backends", "embedder", "domains", "ray.replicas")  # blocks whose entries each config names itself
+ENGINES = ("local", "ray")
+RAY_KINDS = ("openai", "vllm", "sglang")  # the backends Ray Data LLM has processors for
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -76,8 +78,12 @@ def check_backend(block, where: str) -> None:
     raise ConfigError(f"{where}.kind={kind!r}: expected one of {', '.join(KINDS)}")
   settings = {k: v for k, v in block.items() if k != "kind"}
   check_settings(backend_class(kind, where), settings, where, f"{kind} backend")
-  if kind == "openai" and not str(settings["base_url"]).startswith(("http://", "https://")):
-    raise ConfigError(f"{where}.base_url={settings['base_url']!r}: expected http://HOST:PORT/v1 (or https://)")
+  if kind == "openai":
+    urls = settings["base_url"]
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    if not urls or not all(str(url).startswith(("http://", "https://")) for url in urls):
+      raise ConfigError(f"{where}.base_url={settings['base_url']!r}: expected http://HOST:PORT/v1 (or https://), "
+                        "or a tuple of them (several servers)")
 
 
 def check_embedder(block, where: str = "embedder") -> None:
@@ -88,6 +94,27 @@ def check_embedder(block, where: str = "embedder") -> None:
   if kind not in EMBEDDERS:
     raise ConfigError(f"{where}.kind={kind!r}: expected one of {', '.join(EMBEDDERS)}")
   check_settings(EMBEDDERS[kind], {k: v for k, v in block.items() if k != "kind"}, where, f"{kind} embedder")
+
+
+def check_engine(config: ml_collections.ConfigDict) -> None:
+  """`engine` is known; under "ray" every enabled LLM stage's backend is one Ray Data LLM runs, and
+  `ray.replicas` names backends."""
+  if config.engine not in ENGINES:
+    raise ConfigError(f"engine={config.engine!r}: expected one of {', '.join(ENGINES)}")
+  for name, count in config.ray.replicas.items():
+    if name not in config.backends or not isinstance(count, int) or count < 1:
+      raise ConfigError(f"ray.replicas.{name}={count!r}: expected a count >= 1 for one of the backends "
+                        f"({', '.join(config.backends)})")
+  if config.ray.batch_size < 1 or config.ray.embed_replicas < 1:
+    raise ConfigError("ray.batch_size / ray.embed_replicas: must be >= 1")
+  for stage in LLM_STAGES:
+    kind = config.backends.get(config[stage].backend, {}).get("kind")
+    if stage_enabled(config, stage) and config.engine == "local" and kind == "sglang":
+      raise ConfigError(f"backends.{config[stage].backend}.kind='sglang' ({stage} stage): runs only under "
+                        "engine='ray' (locally, serve it with SGLang and use kind='openai')")
+    if stage_enabled(config, stage) and config.engine == "ray" and kind not in RAY_KINDS:
+      raise ConfigError(f"backends.{config[stage].backend}.kind={kind!r} ({stage} stage): engine='ray' runs "
+                        f"{', '.join(RAY_KINDS)} backends; use engine='local' for {kind}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -103,6 +130,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if stage_enabled(config, stage) and config[stage].backend not in config.backends:
       raise ConfigError(f"{stage}.backend={config[stage].backend!r}: no such entry in backends "
                         f"({', '.join(config.backends)})")
+  check_engine(config)
   for stage in (*LLM_STAGES, "mine"):
     if config[stage].unit_size < 1:
       raise ConfigError(f"{stage}.unit_size={config[stage].unit_size}: must be >= 1")

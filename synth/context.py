@@ -1,5 +1,6 @@
 """What every stage needs: the config, the working directory's paths, and lazily built backends, embedder,
-corpora and sources (each built once per process)."""
+corpora and sources (each built once per process). Under `engine="ray"` the units' requests and the mining
+embeddings run on Ray (synth.raydata), the rest of the stage on this process as under the local engine."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Sequence
 import ml_collections
 
 from synth.backends import Backend, BackendError, Messages, Sampling, make_backend
+from synth.config import ConfigError
 from synth.corpus import read_corpus, read_gold_ids
 from synth.domains import DomainSpec, domain_spec
 from synth.embedders import Embedder, make_embedder
@@ -31,6 +33,14 @@ class Context:
     self._backends = dict(backends or {})
     self._given = set(self._backends)
     self._embedder = embedder
+    self._embedder_given = embedder is not None
+    self.replay = None  # under the ray engine, the answers of the unit being replayed (synth.raydata.engine)
+    if config.engine == "ray":
+      try:
+        import ray  # noqa: F401
+        import ray.data.llm  # noqa: F401
+      except ImportError as e:
+        raise ConfigError(f"engine='ray' needs Ray Data ({e}): pip install -e '.[synth,ray]'") from None
     self.domains: dict[str, DomainSpec] = {
       name: domain_spec(name, block, f"domains.{name}") for name, block in config.domains.items()}
 
@@ -50,7 +60,10 @@ class Context:
     a unit got no answers, so it must not be recorded as done (a re-run after the backend is fixed does it).
     """
     try:
-      answers = self.backend(name).chat(requests, sampling)
+      if self.replay is not None:
+        answers = self.replay.chat(name, requests, sampling)
+      else:
+        answers = self.backend(name).chat(requests, sampling)
     except BackendError as e:
       raise BackendError(f"backends.{name}: {e}") from e
     if requests and all(answer is None for answer in answers):
@@ -65,8 +78,20 @@ class Context:
   def embedder(self) -> Embedder:
     """The mining embedder of `embedder`, built on first use."""
     if self._embedder is None:
-      self._embedder = make_embedder(self.config.embedder)
+      if self.config.engine == "ray":
+        from synth.raydata.embedder import RayEmbedder
+
+        self._start_ray()
+        block = self.config.ray
+        self._embedder = RayEmbedder(self.config.embedder.to_dict(), block.embed_replicas, block.embed_gpus)
+      else:
+        self._embedder = make_embedder(self.config.embedder)
     return self._embedder
+
+  def _start_ray(self) -> None:
+    from synth.raydata.engine import start_ray
+
+    start_ray(self.config.ray.address)
 
   @functools.lru_cache(maxsize=None)
   def corpus(self, domain: str) -> dict[str, str]:
@@ -99,8 +124,14 @@ class Context:
 
   def runner(self, stage: str, domain: str) -> UnitRunner:
     """The unit runner of (stage, domain), unit size from `STAGE.unit_size`."""
-    return UnitRunner(self.path(stage, domain, ".units"), unit_size=self.config[stage].unit_size,
-                      shard=self.shard, desc=f"{stage} {domain}", progress=self.progress)
+    settings = dict(unit_size=self.config[stage].unit_size, shard=self.shard, desc=f"{stage} {domain}",
+                    progress=self.progress)
+    if self.config.engine == "ray" and stage != "mine":  # mining's embedder is on Ray, its search here
+      from synth.raydata.engine import RayUnitRunner
+
+      self._start_ray()
+      return RayUnitRunner(self, self.path(stage, domain, ".units"), **settings)
+    return UnitRunner(self.path(stage, domain, ".units"), **settings)
 
   def run_units(self, stage: str, domain: str, items: Sequence[dict], keys: Sequence[str],
                 process) -> tuple[list[dict], dict[str, int]] | None:
@@ -127,3 +158,6 @@ class Context:
       if key not in self._given and key not in kept:
         backend.close()
         del self._backends[key]
+    if not self._embedder_given and hasattr(self._embedder, "close"):  # Ray's embedder actors hold GPUs
+      self._embedder.close()
+      self._embedder = None

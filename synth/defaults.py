@@ -28,6 +28,11 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.workdir = ""
   c.seed = 42
+  c.engine = "local"  # or "ray": the LLM stages through Ray Data LLM processors, mining's embedder on Ray actors
+  # The ray engine: cluster address ("" starts a local instance); processor replicas per backend name (vLLM /
+  # SGLang engine replicas, or HTTP actors per server; default 1); rows per Ray batch; mining's embedder actors.
+  c.ray = ml_collections.ConfigDict(dict(address="", replicas=ml_collections.ConfigDict(), batch_size=16,
+                                         embed_replicas=1, embed_gpus=0.0))
   c.backends = ml_collections.ConfigDict()
   c.embedder = ml_collections.ConfigDict()
   c.domains = ml_collections.ConfigDict()

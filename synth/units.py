@@ -83,19 +83,27 @@ class UnitRunner:
     total = sum(size(u) for u in mine)
     with tqdm(total=total, initial=total - sum(size(u) for u in pending), desc=self.desc, unit="item",
               disable=not self.progress) as bar:
-      for unit in pending:
-        batch = items[unit * self.unit_size : (unit + 1) * self.unit_size]
-        rows = process(batch)
-        if len(rows) != len(batch):
-          raise AssertionError(f"{self.desc}: unit {unit} gave {len(rows)} rows for {len(batch)} items")
-        write_jsonl_atomic(self.unit_path(unit), rows)
-        bar.update(len(batch))
+      self.work({u: items[u * self.unit_size : (u + 1) * self.unit_size] for u in pending}, process,
+                lambda unit, batch, rows: (self.finish_unit(unit, batch, rows), bar.update(len(batch))))
     missing = [u for u in range(n_units) if not self.unit_path(u).exists()]
     if missing:
       say(f"{self.desc}: {len(missing)} of {n_units} units belong to other shards and are not done yet; "
           "the last shard to finish merges them")
       return None
     return [row for u in range(n_units) for row in read_jsonl(self.unit_path(u))]
+
+  def work(self, batches: dict[int, Sequence[dict]], process: Callable[[Sequence[dict]], list[dict]],
+           done: Callable[[int, Sequence[dict], list[dict]], object]) -> None:
+    """Runs `process` on each pending unit's batch, in unit order, handing its rows to `done(unit, batch, rows)`
+    (the ray engine runs them otherwise: synth.raydata.engine)."""
+    for unit, batch in batches.items():
+      done(unit, batch, process(batch))
+
+  def finish_unit(self, unit: int, batch: Sequence[dict], rows: list[dict]) -> None:
+    """Persists one finished unit (whole or not at all)."""
+    if len(rows) != len(batch):
+      raise AssertionError(f"{self.desc}: unit {unit} gave {len(rows)} rows for {len(batch)} items")
+    write_jsonl_atomic(self.unit_path(unit), rows)
 
   def _check_plan(self, n_items: int, keys: Sequence[str]) -> None:
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

@@ -7,7 +7,7 @@ from typing import Mapping
 from rejax.assets import asset_dir
 from synth.backends.base import Backend, BackendError, Messages, Sampling, continues
 
-KINDS = ("transformers", "vllm", "openai")
+KINDS = ("transformers", "vllm", "openai", "sglang")
 
 
 def resolve_model(model: str) -> str:
@@ -30,6 +30,10 @@ def backend_class(kind: str, where: str) -> type:
     from synth.backends.openai_http import OpenAIBackend
 
     return OpenAIBackend
+  if kind == "sglang":
+    from synth.backends.sglang_settings import SGLangSettings
+
+    return SGLangSettings
   raise ValueError(f"{where}.kind={kind!r}: expected one of {', '.join(KINDS)}")
 
 

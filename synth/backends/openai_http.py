@@ -1,6 +1,7 @@
 """Generation through any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, SGLang, `transformers serve`).
 
-Requests run `concurrency` at a time. What an HTTP failure means decides what happens to the batch:
+Requests run `concurrency` at a time; with several servers (`base_url` a tuple of URLs), request i of a batch
+goes to server i % N. What an HTTP failure means decides what happens to the batch:
   HTTP 400, 413, 422   the server refuses that one request (too long for the context, say): its answer is None
                        and the stage counts it as dropped; a batch whose every request is refused fails instead
   HTTP 408, 429, 5xx,  transient: retried with exponential backoff (a server's `Retry-After` is honoured)
@@ -39,10 +40,11 @@ BODY_BYTES = 1 << 16  # read (and redacted) before the message takes its first D
 class OpenAIBackend:
   """A client for one model behind an OpenAI-compatible server."""
 
-  def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
-               timeout_s: float = 600.0, max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 60.0,
-               extra_body: Mapping[str, Any] | None = None):
-    self.url = base_url.rstrip("/") + "/chat/completions"
+  def __init__(self, base_url: str | Sequence[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
+               concurrency: int = 16, timeout_s: float = 600.0, max_retries: int = 5, backoff_s: float = 1.0,
+               max_backoff_s: float = 60.0, extra_body: Mapping[str, Any] | None = None):
+    self.urls = chat_urls(base_url)  # request i of a batch goes to server i % len(urls)
+    self.url = self.urls[0] if len(self.urls) == 1 else "{" + ", ".join(self.urls) + "}"
     self.model = model
     self.api_key_env = api_key_env
     self._api_key = os.environ.get(api_key_env) if api_key_env else None
@@ -57,14 +59,8 @@ class OpenAIBackend:
     return f"OpenAIBackend({self.url}, model={self.model!r}, {key})"
 
   def payload(self, messages: Messages, sampling: Sampling) -> dict:
-    """The JSON body of one request; a final assistant message is continued (vLLM / SGLang extension)."""
-    body = {"model": self.model, "messages": [dict(m) for m in messages], "temperature": sampling.temperature,
-            "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, **self.extra_body}
-    if sampling.seed is not None:
-      body["seed"] = sampling.seed
-    if continues(messages):
-      body.update(add_generation_prompt=False, continue_final_message=True)
-    return body
+    """The JSON body of one request (`chat_payload`)."""
+    return chat_payload(self.model, messages, sampling, self.extra_body)
 
   def chat(self, requests: Sequence[Messages], sampling: Sampling) -> list[str | None]:
     """Each request's `choices[0].message.content`, in order; None for a request the server refused.
@@ -72,7 +68,8 @@ class OpenAIBackend:
     Raises BackendError when a request cannot be served (the others are stopped) or every one is refused.
     """
     stop = threading.Event()
-    futures = [self._pool.submit(self._post, self.payload(m, sampling), stop) for m in requests]
+    futures = [self._pool.submit(self._post, self.urls[i % len(self.urls)], self.payload(m, sampling), stop)
+               for i, m in enumerate(requests)]
     concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
     failed = next((f for f in futures if f.done() and f.exception() is not None), None)
     if failed is not None:
@@ -89,7 +86,7 @@ class OpenAIBackend:
       say(f"{self.url}: request {i} refused: {why}")
     return [answer for answer, _ in results]
 
-  def _post(self, body: dict, stop: threading.Event) -> tuple[str | None, str]:
+  def _post(self, url: str, body: dict, stop: threading.Event) -> tuple[str | None, str]:
     """(answer, "") or (None, why the server refused this request); BackendError when it cannot be served."""
     data = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
@@ -100,38 +97,32 @@ class OpenAIBackend:
         return None, ""
       wait = None
       try:
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-          return self._content(response.read()), ""
+          return self._content(url, response.read()), ""
       except urllib.error.HTTPError as e:
         why = redact(_one_line(f"HTTP {e.code} {e.reason}: {_detail(e)}"))
         if e.code in REJECTED_STATUS:
           return None, why
         if e.code not in RETRY_STATUS:
-          raise BackendError(f"{self.url}: {why}{self._key_hint(e.code)}") from None
+          raise BackendError(f"{url}: {why}{key_hint(e.code, self.api_key_env, bool(self._api_key))}") from None
         wait = _retry_after(e.headers)
       except TRANSPORT_ERRORS as e:
         why = self._transport_failure(e)
       if attempt == self.max_retries:
-        raise BackendError(f"{self.url}: a request failed after {self.max_retries + 1} attempts; last: {why}")
+        raise BackendError(f"{url}: a request failed after {self.max_retries + 1} attempts; last: {why}")
       delay = wait if wait is not None else min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
       stop.wait(delay * (1 + 0.1 * random.random()))  # jitter keeps concurrent retries apart
     raise AssertionError("unreachable")
 
-  def _content(self, raw: bytes) -> str | None:
+  def _content(self, url: str, raw: bytes) -> str | None:
     """`choices[0].message.content` of a response body; BackendError when it is not a chat completion."""
     try:
       return json.loads(raw)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as e:
-      raise BackendError(f"{self.url}: HTTP 200 but not a chat completion ({type(e).__name__}: "
+      raise BackendError(f"{url}: HTTP 200 but not a chat completion ({type(e).__name__}: "
                          f"{redact(_one_line(str(e)))}); is base_url the server's /v1 address?") from None
 
-  def _key_hint(self, status: int) -> str:
-    if status not in (401, 403):
-      return ""
-    if not self.api_key_env:
-      return " (no API key is sent: api_key_env is empty)"
-    return f" (the API key comes from ${self.api_key_env}, which is {'set' if self._api_key else 'not set'})"
 
   def _transport_failure(self, error: BaseException) -> str:
     reason = getattr(error, "reason", error)
@@ -144,6 +135,32 @@ class OpenAIBackend:
   def close(self) -> None:
     """Stops the worker threads."""
     self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def chat_payload(model: str, messages: Messages, sampling: Sampling, extra_body: Mapping[str, Any]) -> dict:
+  """The JSON body of one chat request; a final assistant message is continued (vLLM / SGLang extension)."""
+  body = {"model": model, "messages": [dict(m) for m in messages], "temperature": sampling.temperature,
+          "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, **extra_body}
+  if sampling.seed is not None:
+    body["seed"] = sampling.seed
+  if continues(messages):
+    body.update(add_generation_prompt=False, continue_final_message=True)
+  return body
+
+
+def chat_urls(base_url: str | Sequence[str]) -> list[str]:
+  """The `/chat/completions` address of each server of `base_url` (one URL, or several)."""
+  urls = [base_url] if isinstance(base_url, str) else list(base_url)
+  return [url.rstrip("/") + "/chat/completions" for url in urls]
+
+
+def key_hint(status: int, api_key_env: str, key_set: bool) -> str:
+  """For HTTP 401/403, where the key comes from and whether it is set (never the key); else ""."""
+  if status not in (401, 403):
+    return ""
+  if not api_key_env:
+    return " (no API key is sent: api_key_env is empty)"
+  return f" (the API key comes from ${api_key_env}, which is {'set' if key_set else 'not set'})"
 
 
 def _one_line(text: str) -> str:
