@@ -77,14 +77,16 @@ class RayUnitRunner(UnitRunner):
 
 def start_ray(address: str) -> None:
   """Connects to the Ray cluster at `address` ("" starts a local instance), once per process, quietly."""
-  import ray
+  import logging
 
-  if ray.is_initialized():
-    return
-  ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-           configure_logging=True)
+  import ray
   from ray.data import DataContext
 
+  if not ray.is_initialized():
+    ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
   context = DataContext.get_current()
   context.enable_progress_bars = False
   context.print_on_execution_start = False
+  context.raise_original_map_exception = True  # our BackendError, not Ray's wrapper, reaches the stage
+  # Ray Data's own account of a failure goes to the session's log files; the terminal gets synth's one line.
+  logging.getLogger("ray.data").setLevel(logging.CRITICAL)

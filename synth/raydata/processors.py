@@ -123,16 +123,14 @@ def stream_answers(backends: Mapping[str, Mapping], asks: Mapping[int, Ask], rep
         got[unit][pos] = (row["answer"], row["refused"])
         if len(got[unit]) == len(asks[unit].requests):
           yield unit, _answers(name, got.pop(unit))
-    except BackendError:
-      raise
-    except Exception as e:  # a Ray task error around our BackendError, or Ray's own HTTP stage giving up
+    except Exception as e:  # our BackendError inside a Ray task error, or Ray's own HTTP stage giving up
       raise stage_error(name, e) from None
 
 
 def _answers(name: str, got: dict[int, tuple]) -> list[str | None]:
   refused = [(pos, why) for pos, (_, why) in sorted(got.items()) if why]
   if refused and len(refused) == len(got):
-    raise BackendError(f"backends.{name}: the server refused all {len(got)} requests of a unit; first: "
+    raise BackendError(f"the server refused all {len(got)} requests of a unit; first: "
                        f"{refused[0][1]}")
   for pos, why in refused:
     say(f"backends.{name}: request {pos} refused: {why}")
@@ -147,9 +145,11 @@ def stage_error(name: str, error: BaseException) -> BackendError:
     if e is None or id(e) in seen:
       continue
     seen.add(id(e))
+    text = str(e)
+    if "BackendError: " in text:  # a Ray task error (an instance of its cause, too) tells it after the traceback
+      return BackendError(f"backends.{name}: " + text.rsplit("BackendError: ", 1)[1].splitlines()[0])
     if isinstance(e, BackendError):
       return BackendError(f"backends.{name}: {e}")
-    text = str(e)
     if "Reached maximum retries of" in text:
       retries = text.split("Reached maximum retries of", 1)[1].split()[0]
       last = text.split("Previous Exception:", 1)[1].split(".")[0].strip() if "Previous Exception:" in text else "?"
