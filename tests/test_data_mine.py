@@ -265,6 +265,7 @@ def test_a_hub_id_that_cannot_be_fetched_is_one_line(small_collection, tmp_path)
 def test_records_mined_from_the_sample_data_train(tmp_path, minilm_dir):
   """The sample records' negatives mined again with MiniLM from a corpus of all their texts, then 2 steps of
   configs/tiny.py on them."""
+  import os
   import subprocess
   import sys
 
@@ -278,6 +279,7 @@ def test_records_mined_from_the_sample_data_train(tmp_path, minilm_dir):
   run = subprocess.run([sys.executable, "-m", "rejax.cli", "train", "--config", str(root / "configs" / "tiny.py"),
                         "--workdir", str(tmp_path / "run"), f"--config.data.path={tmp_path / 'mined'}",
                         "--config.total_steps=2", "--config.ckpt_every=2", "--config.export_dir="],
-                       capture_output=True, text=True, cwd=root, timeout=900)
+                       capture_output=True, text=True, cwd=root, timeout=900,
+                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
   assert run.returncode == 0, run.stderr[-3000:]
   assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") >= 2
