@@ -6,6 +6,8 @@ COMMAND (ARG: a directory with the BRIGHT corpora and examples, see below):
     pip install -e '.[synth,vllm]'
     synth run --config configs/synth/bright.py:/data/bright
     # or over 4 machines, each:  synth run --config configs/synth/bright.py:/data/bright --shard I/4
+    # or on a Ray cluster (README "Synthesis on a Ray cluster"), from the head node:
+    #   synth run --config configs/synth/bright.py:/data/bright --engine ray --config.ray.address=auto
     # or stage by stage (one big model per process):  synth generate ...; synth mine ...; synth annotate ...
 
 Layout of ARG: `documents/DOMAIN.jsonl` (BRIGHT's short-document "documents" rows: `id`, `content`) and
@@ -34,6 +36,13 @@ def get_config(arg: str = "data/bright"):
   c.backends.annotator = dict(kind="vllm", model="Qwen/Qwen3-8B",
                               engine_args=dict(tensor_parallel_size=1, max_model_len=16384,
                                                gpu_memory_utilization=0.9))
+  # engine="ray": 4 replicas of the 72B generator (4 GPUs each) and 16 of the 8B annotator (1 GPU each), so 16
+  # GPUs are busy in every LLM stage; 8 copies of the 7B embedder for mining. The vLLM blocks above are the
+  # replicas' engine_args. Paper-scale GPU-hours: README "Synthesis on a Ray cluster".
+  c.ray.replicas = dict(generator=4, annotator=16)
+  c.ray.batch_size = 64
+  c.ray.embed_replicas = 8
+  c.ray.embed_gpus = 1.0
   c.embedder = dict(kind="sentence-transformers", model="Alibaba-NLP/gte-Qwen2-7B-instruct", dtype="bfloat16",
                     max_length=1024, batch_size=32)
   for name in BRIGHT:
