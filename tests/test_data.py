@@ -3,6 +3,7 @@ determinism, resumability, process sharding and per-domain batch shapes."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -18,6 +19,7 @@ from rejax.data import sampling
 from rejax.data.convert import convert, read_manifest
 from rejax.data.pipeline import BatchPlan, BuildBatch, PipelineConfig, make_dataset
 from rejax.data.records import RecordError, from_example
+from rejax.errors import InputError
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "sample_data" / "reason_embed"
 SETTINGS = {"biology": (4, 4), "earth_science": (4, 8), "economics": (2, 16)}
@@ -249,3 +251,78 @@ def test_domains_without_settings_and_indivisible_batches_are_named(pipeline_con
     BuildBatch(pipeline_config, process_index=0, process_count=4)
   with pytest.raises(FileNotFoundError, match="not a converted dataset"):
     BuildBatch(PipelineConfig(str(FIXTURE), pipeline_config.tokenizer_dir, SETTINGS))
+
+
+def scored_records(count: int, positives: int = 2, negatives: int = 5) -> list[dict]:
+  """Records whose every passage text names its teacher score: `pos 3.1` scores 3.1, `neg 3.4` scores -3.4."""
+  return [{"prompt": "p", "query": f"query {i}", "pos": [f"pos {i}.{k}" for k in range(positives)],
+           "neg": [f"neg {i}.{k}" for k in range(negatives)],
+           "pos_scores": [float(f"{i}.{k}") for k in range(positives)],
+           "neg_scores": [-float(f"{i}.{k}") for k in range(negatives)]} for i in range(count)]
+
+
+def write_jsonl(path: pathlib.Path, records: list[dict]) -> pathlib.Path:
+  path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+  return path
+
+
+def test_teacher_scores_are_those_of_the_sampled_passages_in_their_order(tmp_path, qwen3_tokenizer_dir):
+  """A dataset converted by `rejax data convert` from JSONL with pos_scores / neg_scores: each batch's
+  teacher_scores [queries, G] holds the score of each passage the pipeline sampled (read back from its tokens), in
+  the passages' order, for one process and for each half of two."""
+  from transformers import AutoTokenizer
+
+  write_jsonl(tmp_path / "biology-formatted.jsonl", scored_records(12))
+  rejax_main(["data", "convert", "--input", str(tmp_path / "*.jsonl"), "--output", str(tmp_path / "out")])
+  manifest = read_manifest(tmp_path / "out")
+  assert manifest["domains"]["biology"]["scored"] == 12 and "first_unscored" not in manifest["domains"]["biology"]
+  config = PipelineConfig(str(tmp_path / "out"), str(qwen3_tokenizer_dir), {"biology": (4, 4)},
+                          max_query_length=32, max_passage_length=32, seed=3, teacher_scores=True)
+  tokenizer = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir))
+  whole = take(iter(make_dataset(config, num_steps=3)), 3)
+  halves = [take(iter(make_dataset(config, num_steps=3, process_index=p, process_count=2)), 3) for p in range(2)]
+  for step, batch in enumerate(whole):
+    scores = batch["teacher_scores"]
+    assert scores.shape == (4, 4) and scores.dtype == np.float32
+    texts = [tokenizer.decode(ids[mask.astype(bool)], skip_special_tokens=True).strip()
+             for ids, mask in zip(batch["passage_ids"], batch["passage_mask"])]
+    named = [float(t.split()[1]) * (1 if t.startswith("pos") else -1) for t in texts]
+    assert all(t.startswith("pos") for t in texts[::4]) and not any(t.startswith("pos") for t in texts[1::4][1:])
+    np.testing.assert_array_equal(scores.reshape(-1), np.float32(named))
+    np.testing.assert_array_equal(np.concatenate([h[step]["teacher_scores"] for h in halves]), scores)
+  without = take(iter(make_dataset(dataclasses.replace(config, teacher_scores=False), num_steps=1)), 1)[0]
+  assert "teacher_scores" not in without
+  np.testing.assert_array_equal(without["passage_ids"], whole[0]["passage_ids"])  # the same passages either way
+
+
+def test_distilling_from_a_dataset_without_every_score_names_the_domain_and_record(tmp_path, qwen3_tokenizer_dir):
+  """Refused when the pipeline is built (before any step compiles), from the manifest's count, or for a dataset
+  converted before the count by reading its records."""
+  records = scored_records(4)
+  del records[2]["neg_scores"]
+  write_jsonl(tmp_path / "biology-formatted.jsonl", scored_records(4))
+  source = write_jsonl(tmp_path / "economics-formatted.jsonl", records)
+  convert([str(tmp_path / "*.jsonl")], tmp_path / "out")
+  config = PipelineConfig(str(tmp_path / "out"), str(qwen3_tokenizer_dir), {"biology": (2, 2), "economics": (2, 2)},
+                          teacher_scores=True)
+  message = (rf"^{tmp_path / 'out'}: domain 'economics' has 1 of 4 records without teacher scores \(pos_scores and "
+             rf"neg_scores\), the first at {source}:3; distillation \(loss.distill_weight > 0\) needs them on every "
+             "record$")
+  with pytest.raises(InputError, match=message):
+    BuildBatch(config)
+  BuildBatch(dataclasses.replace(config, teacher_scores=False))  # without distillation the dataset is fine
+  manifest_path = tmp_path / "out" / "manifest.json"
+  manifest = json.loads(manifest_path.read_text())
+  for info in manifest["domains"].values():
+    info.pop("scored"), info.pop("first_unscored", None)
+  manifest_path.write_text(json.dumps(manifest))
+  with pytest.raises(InputError, match=message):
+    BuildBatch(config)
+
+
+def test_teacher_scores_must_be_finite_numbers(tmp_path):
+  record = scored_records(1)[0]
+  record["neg_scores"][1] = float("nan")
+  source = write_jsonl(tmp_path / "biology-formatted.jsonl", [record])
+  with pytest.raises(RecordError, match=rf"^{source}:1: `neg_scores` must be a list of finite numbers$"):
+    convert([str(source)], tmp_path / "out")

@@ -32,7 +32,7 @@ class PositiveMargin(ContrastiveLoss):
     if self.margin < 0:
       raise ValueError(f"loss.margin={self.margin}: must be >= 0")
 
-  def __call__(self, q, p, q_reason, step):
+  def __call__(self, q, p, q_reason, step, teacher=None):
     group = self.group_size_of(q, p)
     cos = similarity_scores(q, p, 1.0)
     positive_at = jnp.arange(q.shape[0]) * group

@@ -1,4 +1,5 @@
-"""The train step: GradCache computes the same gradients, and sharded runs equal one device."""
+"""The train step: GradCache computes the same gradients, and sharded runs equal one device (with teacher
+distillation on: its scores are an input of the loss sharded as the queries are)."""
 
 import functools
 
@@ -32,7 +33,10 @@ def make_batch(seed=0, lengths=(16, 24, 12)):
 
   (qi, qm), (pi, pm), (ri, rm) = tokens(B, lengths[0]), tokens(B * G, lengths[1]), tokens(B, lengths[2])
   return {"query_ids": qi, "query_mask": qm, "passage_ids": pi, "passage_mask": pm, "reason_ids": ri,
-          "reason_mask": rm}
+          "reason_mask": rm, "teacher_scores": rng.normal(0.0, 3.0, (B, G)).astype(np.float32)}
+
+
+DISTILL = {"distill_weight": 0.5, "distill_temperature": 2.0}  # the steps below distil too (rejax.losses.distill)
 
 
 def flat(state) -> dict:
@@ -43,27 +47,33 @@ def flat(state) -> dict:
 def test_grad_cache_equals_full_batch_gradients(kind):
   # SGD with lr 1: new params = params - grads, so equal updates mean equal gradients
   model = init_decoder(config_from_hf_dict(TINY), seed=0)
-  loss_cfg = make_loss({"kind": kind, "ri_start_step": 0}, group_size=G)
+  loss_cfg = make_loss({"kind": kind, "ri_start_step": 0, "distill": "kl", **DISTILL}, group_size=G)
   tx = optax.sgd(1.0)
   results = []
   for chunk in (None, 2, 4):
     graphdef, state = init_train_state(model, tx)
     step = jax.jit(make_train_step(graphdef, tx, loss_cfg, grad_cache_chunk=chunk))
     new_state, metrics = step(state, make_batch(), jax.random.key(0))
-    results.append((float(metrics["loss"]), flat(new_state.trainable), float(metrics["grad_norm"])))
-  (loss, params, norm), others = results[0], results[1:]
-  for other_loss, other_params, other_norm in others:
+    results.append((float(metrics["loss"]), flat(new_state.trainable), float(metrics["grad_norm"]),
+                    float(metrics["distill_loss"])))
+  (loss, params, norm, distill), others = results[0], results[1:]
+  assert distill > 0.01  # the distillation term takes part
+  for other_loss, other_params, other_norm, other_distill in others:
     np.testing.assert_allclose(other_loss, loss, rtol=1e-5)
+    np.testing.assert_allclose(other_distill, distill, rtol=1e-5)
     np.testing.assert_allclose(other_norm, norm, rtol=1e-5)
     for k in params:
       np.testing.assert_allclose(other_params[k], params[k], rtol=1e-5, atol=1e-6 * np.abs(params[k]).max())
 
 
-def run_steps(mesh, lora: bool, tx, steps):
+def run_steps(mesh, lora: bool, tx, steps, distill: bool = True):
+  """Steps of RI-InfoNCE, with distillation when `distill`: `kl` for full training, `margin_mse` for LoRA (both
+  kinds sharded)."""
   from rejax.models import LoRAConfig
 
   cfg = config_from_hf_dict(TINY, lora=LoRAConfig(rank=4, alpha=8.0, dropout=0.1) if lora else None)
-  loss_cfg = make_loss({"kind": "ri_infonce"}, group_size=G, ri_start_step=1)
+  settings = {"kind": "ri_infonce", "distill": "margin_mse" if lora else "kl", **(DISTILL if distill else {})}
+  loss_cfg = make_loss(settings, group_size=G, ri_start_step=1)
   with use_mesh(mesh):
     model = init_decoder(cfg, seed=0, mesh=mesh)
     if lora:  # non-zero B so that the adapters matter from the first step
@@ -107,12 +117,14 @@ def test_sharded_step_gives_one_device_gradients(lora, shape):
 def test_sharded_adamw_steps_equal_one_device():
   """Two AdamW steps with RI switching on at step 1. Adam divides by sqrt(v) + 1e-8, so a gradient entry
   near 1e-8, or one whose sign flips between steps, turns reduction-order rounding into update noise of up
-  to ~1e-2 * lr: updates are compared at that absolute bound, losses at rtol 1e-5."""
+  to ~1e-2 * lr: updates are compared at that absolute bound, losses at rtol 1e-5. Without distillation: its
+  larger loss (~20 at tau 0.02) turns that update noise into step-2 losses ~1e-5 apart (the SGD steps above check
+  it sharded)."""
   lr = 1e-2
   tx = make_optimizer(linear_warmup_decay(lr, 10, warmup_ratio=0.0))
   one = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-  want_losses, want_params, _ = run_steps(one, False, tx, steps=2)
-  losses, params, state = run_steps(make_mesh(2, 2, 2), False, tx, steps=2)
+  want_losses, want_params, _ = run_steps(one, False, tx, steps=2, distill=False)
+  losses, params, state = run_steps(make_mesh(2, 2, 2), False, tx, steps=2, distill=False)
   np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
   for k in want_params:
     np.testing.assert_allclose(params[k], want_params[k], rtol=1e-5, atol=1e-2 * lr, err_msg=k)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from typing import Iterator, Sequence
 
-from rejax.data.records import RecordError, domain_of, parse_record, tfds_features, to_example
+from rejax.data.records import RecordError, domain_of, has_teacher_scores, parse_record, tfds_features, to_example
 from rejax.io import remove_stale_temps, temp_sibling
 from rejax.rows import check_file, text_lines
 from rejax.storage import as_path, is_remote, publish_dir
@@ -74,6 +74,7 @@ def _builder_class():
     def __init__(self, *, inputs: dict[str, list[str]], skip_invalid: bool, **kwargs):
       self._inputs, self._skip_invalid = inputs, skip_invalid
       self.skipped: dict[str, list[str]] = collections.defaultdict(list)
+      self.unscored: dict[str, list[str]] = collections.defaultdict(list)  # records without teacher scores
       super().__init__(**kwargs)
 
     def _info(self):
@@ -96,6 +97,8 @@ def _builder_class():
               raise
             self.skipped[domain].append(str(e))
             continue
+          if not has_teacher_scores(record):
+            self.unscored[domain].append(where)
           yield where, to_example(record, where)
 
   return ReasonEmbed
@@ -146,10 +149,17 @@ def _manifest(builder, by_domain: dict[str, list[str]]) -> dict:
     "format": "tfds/array_record", "dataset": DATASET_NAME, "version": str(builder.info.version),
     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "domains": {domain: {"records": splits[domain].num_examples, "shards": splits[domain].num_shards,
-                         "skipped": len(builder.skipped.get(domain, [])), "inputs": paths}
+                         "skipped": len(builder.skipped.get(domain, [])), "inputs": paths,
+                         **_teacher_scores(splits[domain].num_examples, builder.unscored.get(domain, []))}
                 for domain, paths in by_domain.items()},
     "records": sum(splits[d].num_examples for d in by_domain),
   }
+
+
+def _teacher_scores(records: int, unscored: list[str]) -> dict:
+  """The manifest's count of a domain's records with teacher scores (pos_scores and neg_scores, what distillation
+  needs: rejax.data.pipeline) and the `file:line` of the first without them."""
+  return {"scored": records - len(unscored), **({"first_unscored": unscored[0]} if unscored else {})}
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:

@@ -2,9 +2,10 @@
 
     step -> (domain, record indices)        BatchPlan (sampling.epoch_batches), the same on every process
          -> this process's records          process_slice: processes hold contiguous rows
-         -> 1 positive + G-1 negatives each sampling.sample_group (seed, epoch, record)
+         -> 1 positive + G-1 negatives each sampling.group_picks (seed, epoch, record)
          -> format + tokenize + pad         rejax.data.text, in Grain worker processes
-         -> {query,reason,passage}_{ids,mask} numpy arrays
+         -> {query,reason,passage}_{ids,mask} numpy arrays, and with `teacher_scores` on, the records'
+            pos_scores / neg_scores of exactly the sampled passages: teacher_scores [queries, G] float32
 
 A batch is a pure function of (seed, step), so the iterator state is just a position in a range of
 steps; Grain's `get_state`/`set_state` checkpoint it.
@@ -26,8 +27,9 @@ from absl import flags
 
 from rejax.data import sampling, text
 from rejax.data.convert import read_manifest
-from rejax.data.records import from_example
+from rejax.data.records import from_example, has_teacher_scores
 from rejax.domains import PAPER_DOMAIN_SETTINGS  # per domain (global batch, G)
+from rejax.errors import InputError, RecordError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,8 @@ class PipelineConfig:
   max_passage_length: int = 512
   min_bucket: int = 16  # padded lengths are powers of two from here up to the maximum
   seed: int = 0
+  teacher_scores: bool = False  # batches carry the teacher's scores of their passages (distillation): every
+  # record must have them, checked when the pipeline is built
 
 _LOAD_LOCK = threading.Lock()
 
@@ -71,10 +75,28 @@ class BuildBatch(grain.transforms.Map):
 
   def __init__(self, config: PipelineConfig, process_index: int = 0, process_count: int = 1):
     self.config, self.process_index, self.process_count = config, process_index, process_count
-    counts = {name: info["records"] for name, info in read_manifest(config.data_dir)["domains"].items()}
+    manifest = read_manifest(config.data_dir)
+    counts = {name: info["records"] for name, info in manifest["domains"].items()}
     self.plan = BatchPlan(counts, config.domain_settings, config.seed)
     for spec in self.plan.domains:
       sampling.process_slice(spec.batch_size, 0, process_count)  # fail now, not in a worker
+    if config.teacher_scores:
+      self._check_teacher_scores(manifest)
+
+  def _check_teacher_scores(self, manifest: dict) -> None:
+    """InputError naming the first domain with a record that has no teacher scores (and that record)."""
+    for name, info in sorted(manifest["domains"].items()):
+      if "scored" in info:  # counted by `rejax data convert`
+        scored, first = info["scored"], info.get("first_unscored")
+      else:  # a dataset converted before the count: read the records' list of optional fields
+        source = self._sources[name]
+        unscored = [i for i in range(len(source)) if not {"pos_scores", "neg_scores"} <= set(
+            _text(k) for k in source[i]["present"])]
+        scored, first = info["records"] - len(unscored), _text(source[unscored[0]]["source"]) if unscored else None
+      if scored < info["records"]:
+        raise InputError(f"{self.config.data_dir}: domain {name!r} has {info['records'] - scored} of "
+                         f"{info['records']} records without teacher scores (pos_scores and neg_scores), the first "
+                         f"at {first}; distillation (loss.distill_weight > 0) needs them on every record")
 
   @functools.cached_property
   def _sources(self):
@@ -105,16 +127,23 @@ class BuildBatch(grain.transforms.Map):
     epoch, d, indices = self.plan.batch(int(step))
     spec = self.plan.domains[d]
     source = self._sources[spec.name]
-    queries, reasons, passages = [], [], []
+    queries, reasons, passages, scores = [], [], [], []
     for index in indices[sampling.process_slice(spec.batch_size, self.process_index, self.process_count)]:
       example = source[int(index)]
       record = from_example(example)
-      where = example["source"].decode() if isinstance(example["source"], bytes) else example["source"]
+      where = _text(example["source"])
       queries.append(text.format_query(record["query"], record["prompt"]))
       reasons.append(text.format_query(record.get("reasoning_query") or record["query"], record["prompt"]))
-      passages += sampling.sample_group(record["pos"], record["neg"], spec.group_size, cfg.seed, epoch, d,
-                                        int(index), where)
+      positive, negatives = sampling.group_picks(record["pos"], record["neg"], spec.group_size, cfg.seed, epoch, d,
+                                                 int(index), where)
+      passages += [record["pos"][positive]] + [record["neg"][i] for i in negatives]
+      if cfg.teacher_scores:
+        if not has_teacher_scores(record):
+          raise RecordError(f"{where}: no teacher scores (pos_scores and neg_scores); distillation needs them")
+        scores.append(sampling.group_scores(record, positive, negatives))
     batch = {"step": np.int64(step), "domain": np.int32(d)}
+    if cfg.teacher_scores:
+      batch["teacher_scores"] = np.asarray(scores, np.float32)  # [queries, G], the passages' order
     for name, texts, max_length in (("query", queries, cfg.max_query_length),
                                     ("reason", reasons, cfg.max_query_length),
                                     ("passage", passages, cfg.max_passage_length)):
@@ -122,6 +151,10 @@ class BuildBatch(grain.transforms.Map):
       length = text.bucket_length(max(map(len, ids)), max_length, cfg.min_bucket)
       batch[f"{name}_ids"], batch[f"{name}_mask"] = text.pad_batch(ids, length, text.pad_id_of(self._tokenizer))
     return batch
+
+
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def make_dataset(config: PipelineConfig, *, num_steps: int, process_index: int = 0, process_count: int = 1,

@@ -12,6 +12,7 @@ Fields beyond these are kept verbatim (as JSON in `extra`), so a conversion neve
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -66,11 +67,17 @@ def parse_record(line: str, where: str) -> dict[str, Any]:
     scores = record.get(key)
     if scores is None:
       continue
-    if not isinstance(scores, list) or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
-      raise RecordError(f"{where}: `{key}` must be a list of numbers")
+    if not isinstance(scores, list) or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                               and math.isfinite(s) for s in scores):
+      raise RecordError(f"{where}: `{key}` must be a list of finite numbers")
     if len(scores) != len(record[texts]):
       raise RecordError(f"{where}: `{key}` has {len(scores)} entries for {len(record[texts])} `{texts}`")
   return record
+
+
+def has_teacher_scores(record: dict[str, Any]) -> bool:
+  """Whether a record carries a teacher's scores of every passage (`pos_scores` and `neg_scores`)."""
+  return "pos_scores" in record and "neg_scores" in record
 
 
 def tfds_features():

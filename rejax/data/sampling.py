@@ -51,22 +51,35 @@ def epoch_batches(domains: Sequence[DomainBatches], seed: int, epoch: int) -> li
   return [batches[i] for i in _rng(seed, epoch, len(domains), 1).permutation(len(batches))]
 
 
-def sample_group(pos: Sequence[str], neg: Sequence[str], group_size: int, seed: int, epoch: int,
-                 domain: int, index: int, where: str = "") -> list[str]:
-  """[positive, G-1 negatives] for one record at one epoch.
+def group_picks(pos: Sequence[str], neg: Sequence[str], group_size: int, seed: int, epoch: int,
+                domain: int, index: int, where: str = "") -> tuple[int, list[int]]:
+  """(index into `pos` of the positive, indices into `neg` of the G-1 negatives) for one record at one epoch.
 
   The positive is uniform over `pos`; negatives are drawn without replacement from `neg` minus any
   text that is also a positive of the record, the pool repeated when it is shorter than G-1.
   """
   rng = _rng(seed, epoch, domain, index, 2)
-  positive = pos[rng.integers(len(pos))]
+  positive = int(rng.integers(len(pos)))
   positives = set(pos)
-  pool = [text for text in neg if text not in positives]
+  pool = [i for i, text in enumerate(neg) if text not in positives]
   if not pool:
     raise ValueError(f"{where or f'record {index}'}: every negative is also a positive; nothing to sample")
   repeats = -(-(group_size - 1) // len(pool))
   picks = rng.choice(len(pool) * repeats, size=group_size - 1, replace=False)
-  return [positive] + [pool[i % len(pool)] for i in picks]
+  return positive, [pool[i % len(pool)] for i in picks]
+
+
+def sample_group(pos: Sequence[str], neg: Sequence[str], group_size: int, seed: int, epoch: int,
+                 domain: int, index: int, where: str = "") -> list[str]:
+  """[positive, G-1 negatives] for one record at one epoch: the texts `group_picks` picks."""
+  positive, negatives = group_picks(pos, neg, group_size, seed, epoch, domain, index, where)
+  return [pos[positive]] + [neg[i] for i in negatives]
+
+
+def group_scores(record: Mapping, positive: int, negatives: Sequence[int]) -> list[float]:
+  """The teacher's scores of a group's passages, in its order: `pos_scores` of the positive, then `neg_scores` of
+  each negative (the record's optional fields, rejax.data.records)."""
+  return [float(record["pos_scores"][positive])] + [float(record["neg_scores"][i]) for i in negatives]
 
 
 def process_slice(batch_size: int, process_index: int, process_count: int) -> slice:

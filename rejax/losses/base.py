@@ -1,5 +1,6 @@
 """What every loss is: a frozen dataclass of its settings (`loss.*` keys of a run's config) that scores the
-global batch's embeddings and says which scalars it reports and whether a step needs the reasoning queries."""
+global batch's embeddings and says which scalars it reports, whether a step needs the reasoning queries and whether
+it needs the teacher's scores."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class ContrastiveLoss:
 
   kind: ClassVar[str]  # the `loss.kind` that selects it (its key in rejax.losses.LOSSES)
   uses_reasoning: ClassVar[bool] = False  # whether any step encodes the reasoning queries q'
+  uses_teacher: ClassVar[bool] = False  # whether it reads the batch's teacher scores (the pipeline then loads them)
 
   temperature: float = 0.02
   group_size: int | None = None  # None: passage rows / query rows of each batch (domains differ)
@@ -41,8 +43,10 @@ class ContrastiveLoss:
       raise ValueError(f"{p.shape[0]} passages for {q.shape[0]} queries: not {group_size} per query")
     return group_size
 
-  def __call__(self, q: jax.Array, p: jax.Array, q_reason: jax.Array | None,
-               step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(self, q: jax.Array, p: jax.Array, q_reason: jax.Array | None, step: jax.Array,
+               teacher: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """(the scalar loss, the scalars the run logs) of unit-norm q [B, D] against p [B*G, D]; `q_reason` [B, D]
-    when `reasoning_pass(step)` may be true, else None; `step` the traced count of updates before this one."""
+    when `reasoning_pass(step)` may be true, else None; `step` the traced count of updates before this one;
+    `teacher` [B, G] float32, a teacher's scores of each query's group in the passages' order (no gradient), when
+    the batch has them (the run distils), else None."""
     raise NotImplementedError

@@ -35,7 +35,7 @@ class InfoNCE(ContrastiveLoss):
 
   kind = "infonce"
 
-  def __call__(self, q, p, q_reason, step):
+  def __call__(self, q, p, q_reason, step, teacher=None):
     group_size = self.group_size_of(q, p)
     check_shapes(q, p, group_size)
     scores = similarity_scores(q, p, self.temperature)

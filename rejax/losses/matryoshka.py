@@ -2,7 +2,10 @@
 prefixes of the embedding, each prefix truncated and renormalised, so that the first `dim` numbers of a vector are
 an embedding by themselves (`rejax encode --dim`, `SentenceTransformer(..., truncate_dim=)`).
 
-    L = sum_k w_k * L_inner(q[:, :d_k], p[:, :d_k], q'[:, :d_k])     every prefix renormalised to unit length
+    L = sum_k w_k * L_inner(q[:, :d_k], p[:, :d_k], q'[:, :d_k], teacher)     every prefix renormalised to unit length
+
+With distillation (rejax.losses.distill) the inner loss is the distilled one: the teacher's scores are the target of
+every prefix, as sentence-transformers' MatryoshkaLoss wraps a distillation loss.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rejax.losses.base import ContrastiveLoss
+from rejax.losses.distill import Distillation
 
 
 def truncated(x_nd: jax.Array, dim: int, eps: float = 1e-12) -> jax.Array:
@@ -23,10 +27,10 @@ def truncated(x_nd: jax.Array, dim: int, eps: float = 1e-12) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Matryoshka:
-  """`inner` (any loss of rejax.losses.LOSSES) at each prefix size of `dims`, weighted by `weights`. Reports
-  `loss_dim_{d}` per size and the inner loss's scalars at the largest size."""
+  """`inner` (any loss of rejax.losses.LOSSES, distilled or not) at each prefix size of `dims`, weighted by
+  `weights`. Reports `loss_dim_{d}` per size and the inner loss's scalars at the largest size."""
 
-  inner: ContrastiveLoss
+  inner: ContrastiveLoss | Distillation
   dims: tuple[int, ...]
   weights: tuple[float, ...]
 
@@ -45,16 +49,20 @@ class Matryoshka:
   def uses_reasoning(self) -> bool:
     return self.inner.uses_reasoning
 
+  @property
+  def uses_teacher(self) -> bool:
+    return self.inner.uses_teacher
+
   def reasoning_pass(self, step):
     return self.inner.reasoning_pass(step)
 
-  def __call__(self, q, p, q_reason, step):
+  def __call__(self, q, p, q_reason, step, teacher=None):
     if max(self.dims) > q.shape[-1]:
       raise ValueError(f"loss.matryoshka_dims={self.dims}: the model's embeddings have {q.shape[-1]} numbers")
     total, scalars = 0.0, {}
     for dim, weight in sorted(zip(self.dims, self.weights), reverse=True):
       reason = None if q_reason is None else truncated(q_reason, dim)
-      value, inner_scalars = self.inner(truncated(q, dim), truncated(p, dim), reason, step)
+      value, inner_scalars = self.inner(truncated(q, dim), truncated(p, dim), reason, step, teacher)
       total = total + weight * value
       if not scalars:  # the largest size's statistics (accuracy, RI weights, ...)
         scalars.update(inner_scalars)

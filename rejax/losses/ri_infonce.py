@@ -64,7 +64,7 @@ class RIInfoNCE(ContrastiveLoss):
   def reasoning_pass(self, step):
     return step >= self.ri_start_step
 
-  def __call__(self, q, p, q_reason, step):
+  def __call__(self, q, p, q_reason, step, teacher=None):
     loss, aux = ri_infonce(q, p, q_reason, group_size=self.group_size_of(q, p), temperature=self.temperature,
                            clamp_max=self.ri_clamp_max, use_ri=self.reasoning_pass(step))
     w = aux["weights"] * aux["weights"].shape[0]  # 1.0 = the plain mean's weight

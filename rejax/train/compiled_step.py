@@ -58,11 +58,12 @@ class BatchShape:
   def ids_shapes(self) -> dict[str, tuple[int, int]]:
     return {f"{name}_ids": getattr(self, name) for name in BATCH_INPUTS}
 
-  def abstract_batch(self, mesh: Mesh, packed: bool = False) -> dict[str, jax.ShapeDtypeStruct]:
+  def abstract_batch(self, mesh: Mesh, packed: bool = False, teacher: bool = False) -> dict[str, jax.ShapeDtypeStruct]:
     """The batch `rejax train` feeds the step, as ShapeDtypeStructs sharded like it. Packed: its worst case, a
-    row per sequence (packing never needs more rows than sequences)."""
-    def array(shape):
-      return jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding(mesh, len(shape)))
+    row per sequence (packing never needs more rows than sequences). `teacher`: with the teacher's scores of each
+    group (a loss that distils)."""
+    def array(shape, dtype=jnp.int32):
+      return jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding(mesh, len(shape)))
 
     batch = {}
     for name in BATCH_INPUTS:
@@ -73,6 +74,8 @@ class BatchShape:
                       f"{name}_index": array((rows,))})
       else:
         batch[f"{name}_mask"] = array((rows, length))
+    if teacher:
+      batch["teacher_scores"] = array((self.query[0], self.passage[0] // self.query[0]), jnp.float32)
     return batch
 
 

@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 
 from rejax.data.pipeline import PipelineConfig
-from rejax.losses import ContrastiveLoss, make_loss
+from rejax.losses import ContrastiveLoss, Distillation, Matryoshka, make_loss
 from rejax.errors import ConfigError
 from rejax.models import DecoderConfig, LoRAConfig, window_problem
 from rejax.train.optim import linear_warmup_decay, make_optimizer
@@ -25,7 +25,7 @@ class Components:
   decoder_runtime: dict[str, Any]  # DecoderConfig's runtime fields: dtypes, remat, attention, LoRA
   schedule: optax.Schedule  # lr(step), which the optimizer follows and the step logs
   optimizer: optax.GradientTransformation
-  loss: ContrastiveLoss
+  loss: ContrastiveLoss | Distillation | Matryoshka
   trained: type[nnx.Variable]  # the nnx filter of what the run trains: nnx.LoRAParam with LoRA, else nnx.Param
   grad_cache_chunk: int | None  # rows per GradCache chunk; None = off
   pipeline: PipelineConfig  # without its directories: `pipeline_for` adds them
@@ -38,17 +38,18 @@ def components(config: ml_collections.ConfigDict) -> Components:
   """The run's typed objects; raises ValueError naming the key of a setting they refuse (e.g. `loss.kind`)."""
   o, d = config.optim, config.data
   schedule = linear_warmup_decay(o.lr, config.total_steps, o.warmup_ratio)
+  loss = make_loss(config.loss)
   return Components(
       decoder_runtime=decoder_runtime(config.model),
       schedule=schedule,
       optimizer=make_optimizer(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
                                clip_norm=o.clip_norm or None, grad_divisor=o.grad_divisor),
-      loss=make_loss(config.loss),
+      loss=loss,
       trained=nnx.LoRAParam if config.model.lora.enabled else nnx.Param,
       grad_cache_chunk=o.grad_cache_chunk or None,
       pipeline=PipelineConfig(data_dir="", tokenizer_dir="", domain_settings=dict(d.domains),
                               max_query_length=d.max_query_length, max_passage_length=d.max_passage_length,
-                              min_bucket=d.min_bucket, seed=config.seed),
+                              min_bucket=d.min_bucket, seed=config.seed, teacher_scores=loss.uses_teacher),
   )
 
 

@@ -84,6 +84,7 @@ def to_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, pad_id: int, *,
 
   `pack_rows` (a multiple of the global rows, e.g. the batch shards) packs each input's sequences into rows
   (rejax.data.packing): `*_ids/_segments/_last` [rows, ...] and `*_index` [sequences] replace `*_ids/_mask`.
+  `teacher_scores` [queries, G], when the batch has them, is placed as the queries are (never packed).
   """
   out = {}
   for ids_key, length in agreed_lengths(batch).items():
@@ -96,6 +97,9 @@ def to_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, pad_id: int, *,
     local = {"ids": ids, "mask": mask} if pack_rows is None else _packed_local(ids, mask, pad_id, pack_rows, mesh)
     for part, x in local.items():
       out[f"{name}_{part}"] = jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim), x)
+  if "teacher_scores" in batch:
+    scores = np.asarray(batch["teacher_scores"], np.float32)
+    out["teacher_scores"] = jax.make_array_from_process_local_data(batch_sharding(mesh, scores.ndim), scores)
   return out
 
 

@@ -132,7 +132,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
     graphdef, state = abstract_train_state(model_cfg, parts.optimizer, mesh, parts.trained)
     jitted = jitted_train_step(parts, graphdef, state)
     key = jax.eval_shape(lambda: jax.random.key(config.seed))
-    batch = shape.abstract_batch(mesh, packed=config.data.pack)
+    batch = shape.abstract_batch(mesh, packed=config.data.pack, teacher=parts.loss.uses_teacher)
     start = time.perf_counter()
     lowered = jitted.lower(state, batch, key)
     try:

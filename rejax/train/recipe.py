@@ -55,6 +55,13 @@ def paper_config() -> ml_collections.ConfigDict:
   # matryoshka_weights (() = 1.0 each); () = off (the paper's). A prefix is then usable alone (rejax encode --dim).
   c.loss.matryoshka_dims = ()
   c.loss.matryoshka_weights = ()
+  # Teacher distillation (docs/method.md#distillation): + distill_weight x a term pulling the student's scores of
+  # each query's group towards the records' pos_scores / neg_scores (every record must have them): "kl" (FlagEmbedding's
+  # KL of the group softmaxes, teacher softmax at distill_temperature) or "margin_mse" (Hofstätter et al.: the
+  # positive-negative margins, teacher scores / distill_temperature). 0.0 = off (the paper's).
+  c.loss.distill = "kl"
+  c.loss.distill_weight = 0.0
+  c.loss.distill_temperature = 1.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-4

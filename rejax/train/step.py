@@ -1,5 +1,6 @@
 """The train step: encode queries and passages (grad) and, for a loss that uses them, the reasoning queries
-(no grad), the loss (rejax.losses) over the global batch, the optax update. One pure function of
+(no grad), the loss (rejax.losses) over the global batch (with the teacher's scores of each group when the batch has
+them: an input, never differentiated), the optax update. One pure function of
 (state, batch, key), jitted with shardings by the caller (rejax.train.state.jit_train_step).
 
 Batches are global arrays sharded over the batch axes, so the loss's [B, B*G] score matrix spans every
@@ -133,17 +134,19 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
                     grad_cache_chunk: int | None = None, lr_schedule: optax.Schedule | None = None) -> Callable:
   """step(state, batch, key) -> (state, metrics). Batch: per input (query [B], passage [B*G], reason [B] for a loss
   that uses the reasoning queries) padded rows `*_ids/_mask` [rows, length], or packed rows (see `batch_rows`); the
-  two give the same step. Metrics: loss, grad_norm, lr, and the scalars `loss` reports."""
+  two give the same step; `teacher_scores` [B, G] float32 for a loss that distils. Metrics: loss, grad_norm, lr,
+  and the scalars `loss` reports."""
 
   def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
     q_key, p_key, r_key = jax.random.split(jax.random.fold_in(key, state.step), 3)
     queries, passages = Input.of(batch, "query", q_key), Input.of(batch, "passage", p_key)
     q_reason = (reasoning_embeddings(graphdef, state, Input.of(batch, "reason", r_key),
                                      loss.reasoning_pass(state.step)) if loss.uses_reasoning else None)
+    teacher = batch.get("teacher_scores")  # [B, G] float32, in the passages' order (rejax.data.pipeline)
 
     def loss_from_slots(q_slots, p_slots):
       q, p = sequence_embeddings(q_slots, queries.index), sequence_embeddings(p_slots, passages.index)
-      return loss(q, p, q_reason, state.step)
+      return loss(q, p, q_reason, state.step, teacher)
 
     if grad_cache_chunk is None:
       def loss_of(trainable):
