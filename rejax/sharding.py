@@ -40,6 +40,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("lora_rank", None),
     ("act_embed", None),
     ("act_heads", "tensor"),
+    ("lookup_batch", "data"),  # the embedding lookup's rows, between the table's layout and ACT_BTD (decoder.py)
 )
 
 

@@ -62,3 +62,45 @@ def test_sharded_load_and_forward_match_one_device(tiny_model_factory, mesh_shap
 def test_mesh_size_must_match_device_count():
   with pytest.raises(ValueError, match=r"mesh.data x mesh.fsdp x mesh.tensor = 2 x 2 x 1 = 4, but there are 8 devices"):
     make_mesh(2, 2, 1)
+
+
+NO_RESHARDING_STEP = """
+import jax, numpy as np, optax
+from rejax.models import config_from_hf_dict, init_decoder
+from rejax.sharding import batch_sharding, make_mesh, use_mesh
+from rejax.losses import make_loss
+from rejax.train.state import init_train_state, jit_train_step
+from rejax.train.step import make_train_step
+hf = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+          num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6)
+rng = np.random.default_rng(0)
+batch = {}
+for name, rows in (("query", 4), ("passage", 16), ("reason", 4)):
+  batch[name + "_ids"] = rng.integers(1, 512, (rows, 64), dtype=np.int32)
+  batch[name + "_mask"] = np.ones((rows, 64), np.int32)
+mesh = make_mesh(2, 2, 1)
+with use_mesh(mesh):
+  tx = optax.adamw(1e-3)
+  graphdef, state = init_train_state(init_decoder(config_from_hf_dict(hf), seed=0, mesh=mesh), tx)
+  step = jit_train_step(make_train_step(graphdef, tx, make_loss({"kind": "ri_infonce"}, group_size=4)), state,
+                        batch_sharding(mesh, 2))
+  batch = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in batch.items()}
+  print("loss", float(step(state, batch, jax.random.key(0))[1]["loss"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_data_by_fsdp_step_compiles_without_involuntary_resharding():
+  """On a data 2 x fsdp 2 mesh, full fine-tuning: the embedding lookup's backward pass used to gather a [B, T, D]
+  cotangent whole and re-split it (XLA's "[SPMD] Involuntary full rematerialization" warning); decoder.ACT_LOOKUP
+  makes the way between the table's layout and the activations' two cheap steps."""
+  import os
+  import subprocess
+  import sys
+
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  done = subprocess.run([sys.executable, "-c", NO_RESHARDING_STEP], capture_output=True, text=True, env=env,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "loss" in done.stdout
+  assert "Involuntary full rematerialization" not in done.stderr

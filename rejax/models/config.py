@@ -59,6 +59,9 @@ class DecoderConfig:
   dtype: Any = jnp.float32
   attention_impl: str | None = None  # see ATTENTION_IMPLS
   remat: str = "none"  # "none" | "full" | "dots": activation checkpointing per layer
+  # Layers per iteration of the layer scan (nnx.scan's `unroll`); True unrolls the whole stack, which compiles
+  # slower but lets XLA's cost analysis count every layer (tests/test_flops.py).
+  scan_unroll: int | bool = 1
   lora: LoRAConfig | None = None  # adapters on the matching projections; None = full fine-tuning
 
   def __post_init__(self):

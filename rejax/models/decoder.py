@@ -21,6 +21,11 @@ from rejax.sharding import constrain
 # Activation layouts, named by shape letters: b=batch, t=length, d=hidden, n=heads, h=head_dim.
 ACT_BTD = ("batch", "length", "act_embed")
 ACT_BTNH = ("batch", "length", "act_heads", None)
+# The embedding lookup's output as the table leaves it (hidden axis split like the table's, over fsdp), rows over
+# the data axis only. Going from the table's layout to ACT_BTD through this one is two cheap steps (an all-to-all
+# within fsdp, then a gather over data) in both directions; in one constraint, the backward pass's cotangent could
+# only be gathered whole and re-split ("Involuntary full rematerialization" on a data x fsdp mesh).
+ACT_LOOKUP = ("lookup_batch", "length", "embed")
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
@@ -209,7 +214,7 @@ class Decoder(nnx.Module):
       positions_bt = jnp.maximum(jnp.cumsum(attention_mask_bt, axis=-1) - 1, 0)
     inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
     cos_bth, sin_bth = rope_tables(positions_bt, inv_freq)
-    x_btd = constrain(self.embed_tokens(input_ids_bt), ACT_BTD)
+    x_btd = constrain(constrain(self.embed_tokens(input_ids_bt), ACT_LOOKUP), ACT_BTD)
 
     use_dropout = dropout_key is not None
     layer_keys = jax.random.split(dropout_key if use_dropout else jax.random.key(0), cfg.num_hidden_layers)
@@ -219,7 +224,7 @@ class Decoder(nnx.Module):
 
     if cfg.remat != "none":
       layer_step = nnx.remat(layer_step, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=False)
-    run_layers = nnx.scan(layer_step, in_axes=(0, nnx.Carry, 0), out_axes=nnx.Carry,
+    run_layers = nnx.scan(layer_step, in_axes=(0, nnx.Carry, 0), out_axes=nnx.Carry, unroll=cfg.scan_unroll,
                           transform_metadata={nnx.PARTITION_NAME: "layers"})
     x_btd = run_layers(self.layers, x_btd, layer_keys)
     return self.norm(x_btd)

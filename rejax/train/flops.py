@@ -1,7 +1,22 @@
-"""Model FLOPs of a train step and what a device offers (matmul peak, memory): the halves of MFU and of a fit."""
+"""Model FLOPs of a train step and what a device offers (matmul peak, memory): the halves of MFU and of a fit.
+
+What is counted (matmuls only; norms, activations, softmax and the loss's score matrix are left out):
+- forward: 2 FLOPs per weight per token for every projection, LoRA's own two matmuls (x A, then (x A) B) on the
+  projections it adapts, and the attention products q k^T and p v (4 n h L^2 per sequence and layer);
+- backward: every matmul's activation gradient (dy W^T, as many FLOPs as its forward: the gradient has to reach
+  the lowest trained weight, and the layer scan's body computes it for the first layer too); the weight gradient
+  (x^T dy, as many again) only for the weights that are trained: every projection in full fine-tuning, LoRA's A
+  and B with LoRA, the frozen base getting none; both operands of the attention products (twice their forward).
+So a full fine-tuning step is 3 forwards, and a LoRA step 2 forwards of the base plus 3 of the adapters and the
+attention. The FLOPs a step executes add what is recomputed: remat "full" re-runs each layer's forward in the
+backward pass, remat "dots" re-runs the attention products (dots with batch dimensions are not saved), GradCache
+runs one forward without gradients first; the reasoning query q' (RI-InfoNCE) gets one forward, no gradient.
+tests/test_flops.py checks these counts against XLA's own count of the compiled step with its loops unrolled.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -28,28 +43,65 @@ def chip_of(device_kind: str) -> tuple[float, int] | None:
   return CHIPS[max(matches, key=len)] if matches else None
 
 
+# The projections of a layer: (name, input features, output features), by shape letters of the config.
+def _projections(cfg) -> list[tuple[str, int, int]]:
+  d, f, n, k, h = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+  return [("q_proj", d, n * h), ("k_proj", d, k * h), ("v_proj", d, k * h), ("o_proj", n * h, d),
+          ("gate_proj", d, f), ("up_proj", d, f), ("down_proj", f, d)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardFlops:
+  """The matmul FLOPs of one forward, split by what the backward pass does with each."""
+  frozen: float  # against weights that get no gradient (LoRA's base)
+  trained: float  # against trained weights (every projection in full fine-tuning; LoRA's A and B)
+  attention: float  # q k^T and p v: both operands are activations
+
+  @property
+  def total(self) -> float:
+    return self.frozen + self.trained + self.attention
+
+  @property
+  def with_backward(self) -> float:
+    """Forward + backward: activation gradients of every matmul, weight gradients of the trained ones only."""
+    return 2 * self.frozen + 3 * self.trained + 3 * self.attention
+
+
+def forward_parts(cfg, *, tokens: float, squared_lengths: float) -> ForwardFlops:
+  """One forward over `tokens` tokens whose sequences' squared lengths sum to `squared_lengths`."""
+  layers = cfg.num_hidden_layers
+  base = sum(2 * d_in * d_out for _, d_in, d_out in _projections(cfg)) * layers * tokens
+  lora = cfg.lora
+  adapters = 0.0 if lora is None else sum(2 * lora.rank * (d_in + d_out) for name, d_in, d_out in _projections(cfg)
+                                          if lora.applies_to(name)) * layers * tokens
+  attention = 2 * 2 * cfg.num_attention_heads * cfg.head_dim * squared_lengths * layers
+  if lora is None:
+    return ForwardFlops(frozen=0.0, trained=base, attention=attention)
+  return ForwardFlops(frozen=base, trained=adapters, attention=attention)
+
+
+def _forward_of(cfg, shape: tuple[int, ...] | np.ndarray) -> ForwardFlops:
+  """`shape`: (rows, length) of a padded input, or the lengths of its sequences (each encoded alone)."""
+  if isinstance(shape, tuple):
+    rows, length = shape
+    return forward_parts(cfg, tokens=rows * length, squared_lengths=rows * length * length)
+  lengths = np.asarray(shape, np.float64)
+  return forward_parts(cfg, tokens=float(lengths.sum()), squared_lengths=float((lengths * lengths).sum()))
+
+
 def forward_flops(cfg, rows: int, length: int) -> float:
   """FLOPs of one forward over [rows, length] tokens: 2 per weight per token, plus attention products."""
-  return _forward_flops(cfg, tokens=rows * length, squared_lengths=rows * length * length)
+  return _forward_of(cfg, (rows, length)).total
 
 
 def sequences_forward_flops(cfg, lengths: np.ndarray) -> float:
   """FLOPs of one forward over sequences of these lengths, each alone (no padding, attention within itself)."""
-  lengths = np.asarray(lengths, np.float64)
-  return _forward_flops(cfg, tokens=float(lengths.sum()), squared_lengths=float((lengths * lengths).sum()))
+  return _forward_of(cfg, np.asarray(lengths)).total
 
 
-def _forward_flops(cfg, *, tokens: float, squared_lengths: float) -> float:
-  d, f, h = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
-  n, k = cfg.num_attention_heads, cfg.num_key_value_heads
-  per_layer = d * n * h * 2 + d * k * h * 2 + 3 * d * f
-  matmuls = 2 * per_layer * cfg.num_hidden_layers * tokens
-  attention = 2 * 2 * n * h * squared_lengths * cfg.num_hidden_layers
-  return matmuls + attention
-
-
-def train_step_flops(cfg, shapes: dict[str, tuple[int, ...]], reasoning_pass: bool) -> float:
-  """Model FLOPs of one step: forward + backward (3x forward) of queries and passages, plus the q' forward."""
+def train_step_flops(cfg, shapes: dict[str, tuple[int, ...] | np.ndarray], reasoning_pass: bool) -> float:
+  """Model FLOPs of one step: forward + backward of queries and passages (trained and frozen weights counted
+  as such), plus the q' forward."""
   return executed_step_flops(cfg, shapes, reasoning_pass, remat="none", grad_cache=False)
 
 
@@ -75,15 +127,14 @@ def peak_flops(device: jax.Device | None = None) -> float:
 
 def executed_step_flops(cfg, shapes: dict[str, tuple[int, ...] | np.ndarray], reasoning_pass: bool, *, remat: str,
                         grad_cache: bool) -> float:
-  """FLOPs the step's program runs: the model FLOPs plus the recomputed forwards (full remat re-runs each
-  layer's forward in the backward pass; GradCache runs a first forward without gradient). `shapes` gives per
-  `*_ids` input its (rows, length), or an array of its sequences' lengths (the FLOPs of the real tokens)."""
-  def forward(name: str) -> float:
-    value = shapes[name]
-    return forward_flops(cfg, *value) if isinstance(value, tuple) else sequences_forward_flops(cfg, value)
-
-  forwards = 3 + (remat == "full") + grad_cache
-  flops = forwards * (forward("query_ids") + forward("passage_ids"))
+  """FLOPs the step's program runs: the model FLOPs plus what it recomputes (remat, GradCache's first forward).
+  `shapes` gives per `*_ids` input its (rows, length), or an array of its sequences' lengths (the FLOPs of the
+  real tokens)."""
+  flops = 0.0
+  for name in ("query_ids", "passage_ids"):
+    forward = _forward_of(cfg, shapes[name])
+    flops += forward.with_backward + grad_cache * forward.total
+    flops += {"none": 0.0, "full": forward.total, "dots": forward.attention}[remat]
   if reasoning_pass and "reason_ids" in shapes:
-    flops += forward("reason_ids")
+    flops += _forward_of(cfg, shapes["reason_ids"]).total
   return flops
