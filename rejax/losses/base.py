@@ -50,3 +50,29 @@ class ContrastiveLoss:
     `teacher` [B, G] float32, a teacher's scores of each query's group in the passages' order (no gradient), when
     the batch has them (the run distils), else None."""
     raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class WrappedLoss:
+  """A loss that wraps another (`inner`, any loss of the registry or another wrapper): it takes the inner loss's
+  temperature, its reasoning schedule and its need of teacher scores unless it says otherwise."""
+
+  inner: ContrastiveLoss | WrappedLoss
+
+  @property
+  def temperature(self) -> float:
+    return self.inner.temperature
+
+  @property
+  def uses_reasoning(self) -> bool:
+    return self.inner.uses_reasoning
+
+  @property
+  def uses_teacher(self) -> bool:
+    return self.inner.uses_teacher
+
+  def reasoning_pass(self, step) -> bool | jax.Array:
+    return self.inner.reasoning_pass(step)
+
+  def group_size_of(self, q: jax.Array, p: jax.Array) -> int:
+    return self.inner.group_size_of(q, p)

@@ -32,7 +32,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rejax.losses.base import ContrastiveLoss
+from rejax.losses.base import WrappedLoss
 
 DISTILL_KINDS = ("kl", "margin_mse")
 
@@ -63,12 +63,11 @@ DISTILL = {"kl": kl_distill, "margin_mse": margin_mse}
 
 
 @dataclasses.dataclass(frozen=True)
-class Distillation:
+class Distillation(WrappedLoss):
   """`inner` (any loss of rejax.losses.LOSSES) plus `distill_weight` x the `distill` term against the batch's
   teacher scores, at teacher temperature `distill_temperature`. Reports the inner loss's scalars, `contrastive_loss`
   (the inner loss's value) and `distill_loss` (the unweighted term)."""
 
-  inner: ContrastiveLoss
   distill: str = "kl"
   distill_weight: float = 1.0
   distill_temperature: float = 1.0
@@ -79,17 +78,6 @@ class Distillation:
     check_distill_settings(self.distill, self.distill_weight, self.distill_temperature)
     if not self.distill_weight > 0:
       raise ValueError(f"loss.distill_weight={self.distill_weight}: must be > 0 to distil (0 = off)")
-
-  @property
-  def temperature(self) -> float:
-    return self.inner.temperature
-
-  @property
-  def uses_reasoning(self) -> bool:
-    return self.inner.uses_reasoning
-
-  def reasoning_pass(self, step):
-    return self.inner.reasoning_pass(step)
 
   def describe(self) -> str:
     return (f"{self.inner.describe()} + {self.distill_weight:g} x {self.distill} distillation from teacher scores "

@@ -15,8 +15,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rejax.losses.base import ContrastiveLoss
-from rejax.losses.distill import Distillation
+from rejax.losses.base import WrappedLoss
 
 
 def truncated(x_nd: jax.Array, dim: int, eps: float = 1e-12) -> jax.Array:
@@ -26,11 +25,10 @@ def truncated(x_nd: jax.Array, dim: int, eps: float = 1e-12) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Matryoshka:
+class Matryoshka(WrappedLoss):
   """`inner` (any loss of rejax.losses.LOSSES, distilled or not) at each prefix size of `dims`, weighted by
   `weights`. Reports `loss_dim_{d}` per size and the inner loss's scalars at the largest size."""
 
-  inner: ContrastiveLoss | Distillation
   dims: tuple[int, ...]
   weights: tuple[float, ...]
 
@@ -44,17 +42,6 @@ class Matryoshka:
   def describe(self) -> str:
     weights = ", ".join(f"{w:g}" for w in self.weights)
     return f"{self.inner.describe()} at Matryoshka sizes {', '.join(map(str, self.dims))} (weights {weights})"
-
-  @property
-  def uses_reasoning(self) -> bool:
-    return self.inner.uses_reasoning
-
-  @property
-  def uses_teacher(self) -> bool:
-    return self.inner.uses_teacher
-
-  def reasoning_pass(self, step):
-    return self.inner.reasoning_pass(step)
 
   def __call__(self, q, p, q_reason, step, teacher=None):
     if max(self.dims) > q.shape[-1]:
