@@ -81,3 +81,38 @@ def test_dropout_is_a_function_of_the_key(models):
   no_dropout = embed(lora, IDS, MASK)
   np.testing.assert_array_equal(a1, a2)
   assert not np.allclose(a1, b) and not np.allclose(a1, no_dropout)
+
+
+def test_a_base_frozen_in_the_compute_dtype_computes_the_same_embeddings_and_adapter_gradients(tiny_model_factory):
+  """LoRA's frozen weights kept in bfloat16 (model.frozen_dtype) against the float32 ones every use casts to
+  bfloat16: the same numbers, half the bytes; the adapters stay float32."""
+  model_dir, _ = tiny_model_factory("llama31")
+  wide, _ = load_decoder(model_dir, lora=LORA, dtype="bfloat16")
+  narrow, cfg = load_decoder(model_dir, lora=LORA, dtype="bfloat16", frozen_dtype="bfloat16")
+  for model in (wide, narrow):
+    rng = np.random.default_rng(1)
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)):
+      if path[-1] == "lora_b":
+        var[...] = jnp.asarray(rng.normal(0, 0.05, var.shape), jnp.float32)
+  frozen = lambda m: nnx.state(m, nnx.Not(nnx.LoRAParam))  # noqa: E731
+  assert {v.dtype for v in flat(frozen(narrow)).values()} == {np.dtype(jnp.bfloat16)}
+  assert {v.dtype for v in flat(frozen(wide)).values()} == {np.dtype(np.float32)}
+  assert {v.dtype for v in flat(nnx.state(narrow, nnx.LoRAParam)).values()} == {np.dtype(np.float32)}
+  nbytes = lambda m: sum(v.nbytes for v in flat(frozen(m)).values())  # noqa: E731
+  assert 2 * nbytes(narrow) == nbytes(wide)
+
+  def loss(model):
+    e = embed(model, IDS, MASK).astype(jnp.float32)
+    return jnp.sum(e[0] * e[1]) - jnp.sum(e[2] * e[0])
+
+  adapter_grads = nnx.grad(loss, argnums=nnx.DiffState(0, nnx.LoRAParam))
+
+  np.testing.assert_array_equal(np.asarray(embed(narrow, IDS, MASK).astype(jnp.float32)),
+                                np.asarray(embed(wide, IDS, MASK).astype(jnp.float32)))
+  g_narrow, g_wide = flat(adapter_grads(narrow)), flat(adapter_grads(wide))
+  assert g_narrow.keys() == g_wide.keys() and all(np.abs(g).max() > 0 for g in g_wide.values())
+  for name in g_wide:
+    np.testing.assert_array_equal(g_narrow[name], g_wide[name], err_msg=name)
+  # The merged export keeps the adapters' precision: kernel (bf16) + delta (f32) is not rounded back to bf16.
+  merged = flat(nnx.state(merge_lora(narrow), nnx.Param))
+  assert merged["layers.mlp.up_proj.kernel"].dtype == np.float32

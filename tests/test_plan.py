@@ -41,6 +41,7 @@ def test_plan_on_cpu8_reports_the_memory_of_the_step_rejax_train_compiled(tmp_pa
   assert shape["argument_bytes"] > 0 and shape["temp_bytes"] > 0
   assert shape["name"] in proc.stdout and "yes" in proc.stdout  # the table
 
+@pytest.mark.slow  # several compiles
 
 def test_a_shape_that_does_not_fit_exits_3_naming_a_remedy_that_fits_when_applied(tmp_path):
   # 512-token passages without remat: the activations kept for the backward pass do not fit in 120 MiB
@@ -197,3 +198,49 @@ def test_two_slices_compile_and_compare_with_the_one_slice_plan(tmp_path):
   # the comparison row is the plan of the same global batch on one slice, as `rejax plan` without --num-slices
   assert shape["one_slice"]["peak_bytes"] == alone["peak_bytes"]
   assert shape["one_slice"]["estimated_seconds"] == alone["estimated_seconds"]
+
+
+@pytest.mark.parametrize("frozen_dtype, frozen_itemsize", [("", 2), ("float32", 4)])
+def test_the_state_bytes_of_a_lora_plan_are_those_of_the_arrays_a_run_places(frozen_dtype, frozen_itemsize):
+  """plan.state_bytes from the abstract state against the shards jax places on device 0 for the real state
+  (init_train_state), on a 2x2x2 mesh with LoRA in bfloat16: the frozen base in the compute dtype by default
+  (model.frozen_dtype=""), half the bytes of float32; the adapters and Adam's moments in float32."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  from rejax.models import config_from_hf_dict, init_decoder
+  from rejax.sharding import make_mesh, use_mesh
+  from rejax.train.components import components
+  from rejax.train.config import apply_overrides, load_config_file
+  from rejax.train.plan import state_bytes
+  from rejax.train.state import abstract_train_state, init_train_state
+
+  config = apply_overrides(load_config_file(TINY), [
+      "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2", "--config.model.dtype=bfloat16",
+      "--config.model.lora.enabled=true", "--config.model.lora.rank=4", f"--config.model.frozen_dtype={frozen_dtype}"])
+  parts = components(config)
+  cfg = config_from_hf_dict(config.model.hf_config.to_dict(), **parts.decoder_runtime)
+  mesh = make_mesh(2, 2, 2, devices=jax.devices()[:8])
+  with use_mesh(mesh):
+    _, abstract = abstract_train_state(cfg, parts.optimizer, mesh, parts.trained)
+    _, real = init_train_state(init_decoder(cfg, mesh=mesh), parts.optimizer, parts.trained)
+  device = jax.devices()[0]
+
+  def on_device(tree):
+    return sum(s.data.nbytes for leaf in jax.tree.leaves(tree) for s in leaf.addressable_shards if s.device == device)
+
+  def gathered(leaf):  # the piece device 0 holds once the leaf is all-gathered over data and fsdp
+    spec = PartitionSpec(*[tuple(a for a in ((axes,) if isinstance(axes, str) else axes or ()) if a == "tensor")
+                           or None for axes in leaf.sharding.spec])
+    return on_device(jax.device_put(leaf, NamedSharding(mesh, spec)))
+
+  held = state_bytes(abstract)
+  assert held["frozen_bytes"] == on_device(real.frozen) > 0
+  assert held["trained_bytes"] == on_device(real.trainable) > 0
+  assert held["optimizer_bytes"] == on_device(real.opt_state) > 0
+  weights = jax.tree.leaves((real.frozen, real.trainable))
+  assert held["gather_bytes_per_pass"] == sum(gathered(w) - on_device(w) for w in weights) > 0
+  assert {np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(real.frozen)} == {frozen_itemsize}
+  assert {leaf.dtype for leaf in jax.tree.leaves(real.trainable)} == {jnp.dtype(jnp.float32)}

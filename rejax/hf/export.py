@@ -46,7 +46,7 @@ _REWRITTEN_KEYS = {"architectures", "model_type", "dtype", "torch_dtype", "trans
                    "rope_scaling", "rope_parameters", "auto_map", "quantization_config", "_name_or_path",
                    "_model_name_or_path", "is_causal"}
 # How the model was run, not what it is: the re-read config.json takes them from the model.
-_RUNTIME_FIELDS = ("param_dtype", "dtype", "attention_impl", "remat", "scan_unroll")
+_RUNTIME_FIELDS = ("param_dtype", "dtype", "frozen_dtype", "attention_impl", "remat", "scan_unroll")
 
 
 def architecture_fields(cfg: DecoderConfig) -> dict[str, Any]:

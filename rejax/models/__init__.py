@@ -9,13 +9,13 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from rejax.models.config import DecoderConfig, config_from_hf_dict, load_config, window_problem
+from rejax.models.config import DecoderConfig, as_dtype, config_from_hf_dict, load_config, window_problem
 from rejax.models.decoder import Decoder
 from rejax.models.families import FAMILIES, SUPPORTED_MODEL_TYPES, Family, family_of
 from rejax.models.lora import LoRAConfig, merged_state
 from rejax.sharding import param_shardings
 
-__all__ = ["FAMILIES", "SUPPORTED_MODEL_TYPES", "Decoder", "DecoderConfig", "Family", "LoRAConfig",
+__all__ = ["FAMILIES", "SUPPORTED_MODEL_TYPES", "Decoder", "DecoderConfig", "Family", "LoRAConfig", "as_dtype",
            "abstract_decoder", "config_from_hf_dict", "family_of", "init_decoder", "init_state", "load_config",
            "merge_lora", "window_problem"]
 

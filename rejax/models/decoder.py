@@ -39,13 +39,13 @@ def _linear(cfg: DecoderConfig, name: str, d_in: int, d_out: int, axes: tuple[st
   kwargs = dict(
       use_bias=bias,
       dtype=cfg.dtype,
-      param_dtype=cfg.param_dtype,
+      param_dtype=cfg.base_param_dtype,
       kernel_init=nnx.with_partitioning(nnx.initializers.normal(0.02), axes),
       bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), axes[1:]),
       rngs=rngs,
   )
   if cfg.lora is not None and cfg.lora.applies_to(name):
-    return LoRALinear(d_in, d_out, lora=cfg.lora, axes=axes, **kwargs)
+    return LoRALinear(d_in, d_out, lora=cfg.lora, axes=axes, adapter_dtype=cfg.param_dtype, **kwargs)
   return nnx.Linear(d_in, d_out, **kwargs)
 
 
@@ -60,7 +60,7 @@ class RMSNorm(nnx.Module):
   """RMSNorm as transformers computes it: normalise in float32, cast back, then scale."""
 
   def __init__(self, dim: int, eps: float, cfg: DecoderConfig):
-    self.weight = nnx.Param(jnp.ones((dim,), cfg.param_dtype), out_sharding=("norm",))
+    self.weight = nnx.Param(jnp.ones((dim,), cfg.base_param_dtype), out_sharding=("norm",))
     self.eps = eps
     self.dtype = cfg.dtype
 
@@ -183,7 +183,7 @@ class Decoder(nnx.Module):
         cfg.vocab_size,
         cfg.hidden_size,
         dtype=cfg.dtype,
-        param_dtype=cfg.param_dtype,
+        param_dtype=cfg.base_param_dtype,
         embedding_init=nnx.with_partitioning(nnx.initializers.normal(0.02), ("vocab", "embed")),
         rngs=rngs,
     )

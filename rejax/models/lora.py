@@ -43,13 +43,12 @@ class LoRALinear(nnx.Linear):
   """An nnx.Linear (same `kernel`/`bias` paths) plus a low-rank update `lora_a @ lora_b`."""
 
   def __init__(self, d_in: int, d_out: int, *, lora: LoRAConfig, axes: tuple[str, str], rngs: nnx.Rngs,
-               **linear_kwargs):
+               adapter_dtype=jnp.float32, **linear_kwargs):
     super().__init__(d_in, d_out, rngs=rngs, **linear_kwargs)
-    param_dtype = linear_kwargs.get("param_dtype", jnp.float32)
     init_a = nnx.initializers.he_uniform()
-    self.lora_a = nnx.LoRAParam(init_a(rngs.params(), (d_in, lora.rank), param_dtype),
+    self.lora_a = nnx.LoRAParam(init_a(rngs.params(), (d_in, lora.rank), adapter_dtype),
                                 out_sharding=(axes[0], "lora_rank"))
-    self.lora_b = nnx.LoRAParam(jnp.zeros((lora.rank, d_out), param_dtype), out_sharding=("lora_rank", axes[1]))
+    self.lora_b = nnx.LoRAParam(jnp.zeros((lora.rank, d_out), adapter_dtype), out_sharding=("lora_rank", axes[1]))
     self.lora_scale = lora.scale
     self.lora_dropout = lora.dropout
 
@@ -64,7 +63,8 @@ class LoRALinear(nnx.Linear):
 
 
 def merged_state(model: nnx.Module) -> nnx.State:
-  """The model's plain parameters with every adapter folded in: kernel + scale * A @ B (in fp32, cast back).
+  """The model's plain parameters with every adapter folded in: kernel + scale * A @ B, in float32, kept in the
+  wider of the kernel's and the adapters' dtypes (a kernel frozen in bfloat16 is not rounded after the merge).
 
   The result has exactly the paths of the same decoder built without LoRA (`cfg.replace(lora=None)`).
   """
@@ -75,5 +75,6 @@ def merged_state(model: nnx.Module) -> nnx.State:
     kernel = flat[(*path, "kernel")]
     a, b = module.lora_a[...].astype(jnp.float32), module.lora_b[...].astype(jnp.float32)
     delta = jnp.einsum("...ir,...ro->...io", a, b) * module.lora_scale  # stacked layers: batched over them
-    flat[(*path, "kernel")] = kernel.replace((kernel[...].astype(jnp.float32) + delta).astype(kernel[...].dtype))
+    dtype = jnp.promote_types(kernel[...].dtype, module.lora_a[...].dtype)
+    flat[(*path, "kernel")] = kernel.replace((kernel[...].astype(jnp.float32) + delta).astype(dtype))
   return nnx.from_flat_state(list(flat.items()))

@@ -16,7 +16,7 @@ from flax import nnx
 from rejax.data.pipeline import PipelineConfig
 from rejax.losses import ContrastiveLoss, Distillation, Matryoshka, make_loss
 from rejax.errors import ConfigError
-from rejax.models import DecoderConfig, LoRAConfig, window_problem
+from rejax.models import DecoderConfig, LoRAConfig, as_dtype, window_problem
 from rejax.train.optim import linear_warmup_decay, make_optimizer
 
 
@@ -62,13 +62,27 @@ def decoder_runtime(model: ml_collections.ConfigDict) -> dict[str, Any]:
   lora = LoRAConfig(rank=model.lora.rank, alpha=model.lora.alpha, dropout=model.lora.dropout,
                     targets=tuple(model.lora.targets)) if model.lora.enabled else None
   runtime = dict(dtype=jnp.dtype(model.dtype), param_dtype=jnp.dtype(model.param_dtype), remat=model.remat,
-                 attention_impl=model.attention_impl or None, lora=lora)
+                 attention_impl=model.attention_impl or None, lora=lora, frozen_dtype=frozen_dtype(model))
   attention, pooling = model.get("attention", ""), model.get("pooling", "")  # absent in runs of rejax before them
   if attention:
     runtime["causal"] = ATTENTION[attention]
   if pooling:
     runtime["pooling"] = pooling
   return runtime
+
+
+def frozen_dtype(model: ml_collections.ConfigDict) -> Any:
+  """The dtype LoRA's frozen base weights are kept in: `model.frozen_dtype`, "" = the compute dtype `model.dtype`
+  (every use casts them to it anyway); None (param_dtype) without LoRA, or for a run saved before the key existed."""
+  name = model.get("frozen_dtype", None)
+  if name and not model.lora.enabled:
+    raise ConfigError(f"model.frozen_dtype={name!r}: only LoRA has frozen weights (model.lora.enabled=False)")
+  if name is None or not model.lora.enabled:
+    return None
+  try:
+    return as_dtype(name or model.dtype)
+  except ValueError as e:
+    raise ConfigError(f"model.frozen_dtype={name!r}: {e}") from None
 
 
 def check_against_model(model_cfg: DecoderConfig, config: ml_collections.ConfigDict) -> None:

@@ -190,14 +190,16 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
 
 
 def model_settings_problem(model: ml_collections.ConfigDict) -> None:
-  """The embedder settings `model.attention` and `model.pooling`; raises ConfigError naming the key."""
+  """The embedder settings `model.attention` and `model.pooling`, and `model.frozen_dtype`; raises ConfigError
+  naming the key."""
   from rejax.models.config import POOLINGS
-  from rejax.train.components import ATTENTION
+  from rejax.train.components import ATTENTION, frozen_dtype
 
   for key, allowed in (("attention", ATTENTION), ("pooling", POOLINGS)):
     if model[key] and model[key] not in allowed:
       raise ConfigError(f"model.{key}={model[key]!r}: expected one of {', '.join(repr(a) for a in allowed)} "
                         "(or '' for the model's own)")
+  frozen_dtype(model)
 
 
 def validate_stops(config: ml_collections.ConfigDict) -> None:

@@ -40,7 +40,7 @@ from rejax.train.config import ConfigError, apply_overrides, validate
 from rejax.train.flops import executed_step_flops, train_step_flops
 from rejax.train.compiled_step import BatchShape, batch_shapes, jitted_train_step, memory_figures
 from rejax.train.components import check_against_model, components
-from rejax.train.state import abstract_train_state
+from rejax.train.state import TrainState, abstract_train_state
 from rejax.train.topology import Topology, resolve_topology
 
 EXIT_DOES_NOT_FIT = 3
@@ -144,6 +144,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
     seconds = time.perf_counter() - start
   if compiled is not None:
     figures = memory_figures(compiled)
+  held = state_bytes(state)
   if figures is None:
     raise InputError(f"--topology {topology.name}: the compiler reports no memory analysis for this backend")
   devices = len(topology.devices)
@@ -160,7 +161,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
   tokens = sum(rows * length for rows, length in shapes.values())
   return {
       "name": shape.name, "query_ids": list(shape.query), "passage_ids": list(shape.passage),
-      "reason_ids": list(shape.reason), **figures,
+      "reason_ids": list(shape.reason), **figures, **held,
       "fits": compiled is not None and figures["peak_bytes"] <= topology.device_memory_bytes,
       "headroom_bytes": topology.device_memory_bytes - figures["peak_bytes"],
       "flops": flops, "executed_flops": executed, "compiler_flops_per_device": counted,
@@ -169,6 +170,27 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
       "tokens_per_s_per_device": tokens / estimated / devices if estimated else None,
       "compile_seconds": round(seconds, 1),
   }
+
+
+def _shard_bytes(leaf, gathered_over: tuple[str, ...] = ()) -> int:
+  """Bytes of one device's piece of `leaf`, or of the piece it holds once gathered over the mesh axes named."""
+  spec = leaf.sharding.spec
+  shape = list(leaf.shape)
+  for dim, axes in enumerate(spec):
+    axes = (axes,) if isinstance(axes, str) else (axes or ())
+    shape[dim] //= math.prod(leaf.sharding.mesh.shape[a] for a in axes if a not in gathered_over)
+  return math.prod(shape) * leaf.dtype.itemsize
+
+
+def state_bytes(state: TrainState) -> dict[str, int]:
+  """Per device: the bytes of the frozen weights, the trained weights and the optimizer's state, and the bytes a
+  device receives to gather every weight once over the data and fsdp axes (what one pass over the model
+  all-gathers under FSDP; the tensor axis keeps its pieces)."""
+  weights = jax.tree.leaves((state.frozen, state.trainable))
+  return {"frozen_bytes": sum(map(_shard_bytes, jax.tree.leaves(state.frozen))),
+          "trained_bytes": sum(map(_shard_bytes, jax.tree.leaves(state.trainable))),
+          "optimizer_bytes": sum(map(_shard_bytes, jax.tree.leaves(state.opt_state))),
+          "gather_bytes_per_pass": sum(_shard_bytes(w, ("data", "fsdp")) - _shard_bytes(w) for w in weights)}
 
 
 def refused_figures(error: Exception, arguments) -> dict | None:
@@ -274,8 +296,10 @@ def describe_row(row: dict, topology: Topology) -> str:
   gib = 1024**3
   verdict = "fits" if row["fits"] else "DOES NOT FIT" + (" (the compiler refused it)" if row.get("refused") else "")
   text = (f"{row['name']}: peak {row['peak_bytes'] / gib:.2f} of {topology.device_memory_bytes / gib:.2f} GiB "
-          f"(arguments {row['argument_bytes'] / gib:.2f}, temporaries {row['temp_bytes'] / gib:.2f}) "
-          f"{verdict}; compiled in {row['compile_seconds']}s")
+          f"(arguments {row['argument_bytes'] / gib:.2f}: weights {row['frozen_bytes'] / gib:.2f} frozen + "
+          f"{row['trained_bytes'] / gib:.2f} trained, optimizer {row['optimizer_bytes'] / gib:.2f}; temporaries "
+          f"{row['temp_bytes'] / gib:.2f}) {verdict}; all-gathers {row['gather_bytes_per_pass'] / gib:.2f} GiB of "
+          f"weights per pass; compiled in {row['compile_seconds']}s")
   if row["estimated_seconds"] is not None:
     mfu = f", MFU {row['estimated_mfu']:.2f}" if row["estimated_mfu"] is not None else ""
     text += f"; est. {row['estimated_seconds']:.3f} s/step{mfu}"

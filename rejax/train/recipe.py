@@ -23,7 +23,10 @@ def paper_config() -> ml_collections.ConfigDict:
   c.model.hf_config = ml_collections.ConfigDict()  # config.json fields of a randomly initialised model
   c.model.tokenizer = ""  # tokenizer directory for a random model (a loaded model brings its own)
   c.model.dtype = "bfloat16"  # compute
-  c.model.param_dtype = "float32"
+  c.model.param_dtype = "float32"  # trained weights (and the optimizer's moments)
+  # LoRA's frozen base weights: "" = the compute dtype above (each use casts them to it: the same numbers, half the
+  # memory and all-gather bytes of float32), or a dtype name. Full fine-tuning trains every weight in param_dtype.
+  c.model.frozen_dtype = ""
   c.model.remat = "full"  # gradient checkpointing
   c.model.attention_impl = ""  # "" = XLA's; "cudnn" = fused attention on NVIDIA GPUs; "splash" = Pallas on TPU
   # The embedder's two settings: attention "causal" or "bidirectional" ("" = as config.json says: `is_causal`,
