@@ -8,6 +8,7 @@ The instance is started once (about 20 s on 2 loaded cores); the CLI runs in sub
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import subprocess
@@ -220,3 +221,60 @@ def test_engine_settings_are_checked_before_any_work(tmp_path, monkeypatch, caps
   assert "--shard 0/2: with engine='ray' Ray schedules the units" in lines[1]
   assert "engine='rays': expected one of local, ray" in lines[2] and len(lines) == 3
   assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def transformers_serve(tmp_path):
+  """`transformers serve` with SmolLM2-135M-Instruct (the asset, offline) on a free loopback port: its base URL
+  and the model name it serves (the directory it was started with)."""
+  import socket
+  import urllib.request
+
+  from rejax.assets import fetch
+
+  model = str(fetch("smollm2"))
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  command = [str(pathlib.Path(sys.executable).parent / "transformers"), "serve", model, "--host", "127.0.0.1",
+             "--port", str(port), "--device", "cpu", "--dtype", "float32"]
+  log = (tmp_path / "serve.log").open("w")
+  proc = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    for _ in range(600):
+      try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+        break
+      except OSError:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+        __import__("time").sleep(0.5)
+    yield f"http://127.0.0.1:{port}/v1", model
+  finally:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_transformers_serve_with_smollm2_answers_the_ray_engine_as_it_answers_the_local_one(
+    ray_address, transformers_serve, tmp_path, monkeypatch):
+  """A real model behind a real OpenAI-compatible server: the generate stage of the demo through Ray Data's HTTP
+  processor writes the queries the local engine writes (seeded sampling, one request at a time on the server).
+  transformers serve refuses the continuation fields (422), so the answers start without a response prefix."""
+  from synth.cli import main
+
+  monkeypatch.chdir(ROOT)
+  url, model = transformers_serve
+  backend = {"kind": "openai", "base_url": url, "model": model, "max_retries": 2, "backoff_s": 0.5}
+
+  def generate(workdir, *extra):
+    return main(["generate", "--config", "configs/synth/demo.py", "--no-progress", f"--config.workdir={workdir}",
+                 f"--config.backends.generator={backend}", f"--config.backends.annotator={backend}",
+                 "--config.embedder={'kind': 'hashing', 'dim': 128}", "--config.generate.response_prefix=",
+                 "--config.generate.unit_size=3", *extra])
+
+  assert generate(tmp_path / "local") == 0
+  assert generate(tmp_path / "onray", "--engine", "ray", f"--config.ray.address={ray_address}") == 0
+  local = tree(tmp_path / "local" / "generate")
+  assert tree(tmp_path / "onray" / "generate") == local
+  queries = [json.loads(line) for line in local["cacm.jsonl"].decode().splitlines()]
+  assert queries and all(q["query"].strip() for q in queries)
