@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import time
@@ -25,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import machine
 from rejax.train.flops import forward_flops
 from rejax.train.flops import measured_matmul_peak as matmul_peak_flops
 
@@ -64,12 +64,13 @@ def main() -> None:
   from rejax.hf.load import load_decoder
 
   model_dir = args.model or assets.fetch("smollm2")
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(machine.usable_cores())
   model, cfg = load_decoder(model_dir, param_dtype=args.dtype, dtype=args.dtype)
   tokenizer = load_tokenizer(model_dir)
   torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
   torch_model = AutoModel.from_pretrained(model_dir, dtype=torch_dtype).eval()
   peak = matmul_peak_flops(jnp.float32 if args.dtype == "float32" else jnp.bfloat16)
+  print("\n".join(machine.describe((args.dtype,))))
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, torch threads {torch.get_num_threads()}, "
         f"{args.dtype}; matmul peak (JAX {args.dtype} 2048^3): {peak / 1e9:.1f} GFLOP/s")
 

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from bench import machine
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -85,7 +87,7 @@ def main() -> None:
   model_dir = pathlib.Path(args.model or assets.fetch("smollm2", pathlib.Path(os.environ.get("REJAX_ASSETS",
                                                                                           ".cache/assets"))))
   docs = cacm_docs(args.docs)
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(machine.usable_cores())
 
   # As `rejax eval` builds it: data parallel over every device.
   mesh = make_mesh(data=jax.device_count())

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import time
@@ -31,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from bench import machine
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -56,7 +57,7 @@ def torch_step_fn(model_dir: str, group: int, temperature: float):
   import torch
   from transformers import AutoModel
 
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(machine.usable_cores())
   model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-5, eps=1e-8, weight_decay=0.0)
   return torch_train_step(model, opt, group, temperature)
@@ -147,7 +148,11 @@ def main() -> None:
   from bench.encode import matmul_peak_flops
   from rejax import assets
 
+  import torch
+
+  torch.set_num_threads(machine.usable_cores())
   peak = matmul_peak_flops(jnp.float32)
+  print("\n".join(machine.describe()))
   print(f"device: {jax.devices()[0].device_kind}; matmul peak (JAX fp32 2048^3): {peak / 1e9:.1f} GFLOP/s")
   cases = []
   with tempfile.TemporaryDirectory() as tmp:
