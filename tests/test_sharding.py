@@ -104,3 +104,46 @@ def test_a_data_by_fsdp_step_compiles_without_involuntary_resharding():
   assert done.returncode == 0, done.stderr[-2000:]
   assert "loss" in done.stdout
   assert "Involuntary full rematerialization" not in done.stderr
+
+
+def resharded_program():
+  """(a jitted function, its argument) the SPMD partitioner can only reshard by gathering whole: 3 rows split over
+  4 devices, then re-split by the last axis (XLA's "Involuntary full rematerialization")."""
+  from jax.sharding import Mesh, NamedSharding
+
+  mesh = Mesh(np.array(jax.devices()[:4]).reshape(2, 2), ("data", "fsdp"))
+
+  def reshard(x):
+    x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(("data", "fsdp"), None, None)))
+    return jax.lax.with_sharding_constraint(x * 2, NamedSharding(mesh, P(None, None, "data")))
+  return jax.jit(reshard), jax.device_put(jnp.ones((3, 64, 64)), NamedSharding(mesh, P()))
+
+
+def test_an_involuntary_resharding_is_caught_as_it_compiles_and_said_in_one_line(capfd):
+  from rejax.train.compiler_warnings import RESHARDING, describe_resharding, resharding, stderr_lines
+
+  reshard, x = resharded_program()
+  with stderr_lines() as said:
+    reshard.lower(x).compile()
+  found = resharding(said)
+  assert len(found) == 1
+  line = describe_resharding(found)
+  assert "1 tensor(s)" in line and "f32[1,64,64] at jit(reshard)/sharding_constraint" in line and "\n" not in line
+  assert RESHARDING in capfd.readouterr().err  # still on stderr for whoever reads it
+  with stderr_lines() as said:
+    jax.jit(lambda y: y * 2).lower(x).compile()
+  assert describe_resharding(resharding(said)) is None
+
+
+def test_the_train_log_and_compiled_steps_record_say_it(tmp_path):
+  import json
+
+  from rejax.train.compiled_step import COMPILED_STEPS, CompiledSteps
+
+  reshard, x = resharded_program()
+  logged = []
+  steps = CompiledSteps(jax.jit(lambda state, batch, key: reshard(batch["query_ids"])), logged.append, tmp_path)
+  steps(None, {"query_ids": x}, None)
+  assert len(logged) == 2 and logged[1].startswith("warning: for query_ids (3, 64, 64), the compiler gathers 1")
+  (record,) = [json.loads(line) for line in (tmp_path / COMPILED_STEPS).read_text().splitlines()]
+  assert record["involuntary_reshardings"] == 1

@@ -21,6 +21,7 @@ from rejax.data.text import bucket_lengths
 from rejax.io import append_text
 from rejax.sharding import batch_shards, batch_sharding
 from rejax.storage import AnyPath
+from rejax.train.compiler_warnings import describe_resharding, resharding, stderr_lines
 from rejax.train.components import Components
 from rejax.train.state import TrainState, jit_train_step
 from rejax.train.step import make_train_step
@@ -135,17 +136,21 @@ class CompiledSteps:
     self.compile_seconds = 0.0
     if signature not in self.cache:
       start = time.perf_counter()
-      compiled = self.jitted.lower(state, batch, key).compile()
+      with stderr_lines() as compiler_said:
+        compiled = self.jitted.lower(state, batch, key).compile()
       self.compile_seconds = time.perf_counter() - start
-      self._recorded({k: tuple(s) for k, s in signature if k.endswith("_ids")}, self.compile_seconds, compiled)
+      self._recorded({k: tuple(s) for k, s in signature if k.endswith("_ids")}, self.compile_seconds, compiled,
+                     resharding(compiler_said))
       self.cache[signature] = compiled
     return self.cache[signature](state, batch, key)
 
-  def _recorded(self, shapes: dict[str, tuple[int, ...]], seconds: float, compiled) -> None:
+  def _recorded(self, shapes: dict[str, tuple[int, ...]], seconds: float, compiled, reshardings: list[str]) -> None:
     figures = memory_figures(compiled)
-    self.log(f"compiled the step for {', '.join(f'{k} {s}' for k, s in shapes.items())} in {seconds:.1f}s; "
-             f"{describe_memory(figures)}")
+    named = ', '.join(f'{k} {s}' for k, s in shapes.items())
+    self.log(f"compiled the step for {named} in {seconds:.1f}s; {describe_memory(figures)}")
+    if reshardings:
+      self.log(f"warning: for {named}, {describe_resharding(reshardings)}")
     if jax.process_index() == 0:
       record = {"shapes": {k: list(s) for k, s in shapes.items()}, "compile_seconds": round(seconds, 2),
-                **(figures or {})}
+                **(figures or {}), "involuntary_reshardings": len(reshardings)}
       append_text(self.record, json.dumps(record) + "\n", what="the compiled step's memory figures to")

@@ -39,6 +39,7 @@ from rejax.sharding import make_mesh, use_mesh
 from rejax.train.config import ConfigError, apply_overrides, validate
 from rejax.train.flops import executed_step_flops, train_step_flops
 from rejax.train.compiled_step import BatchShape, batch_shapes, jitted_train_step, memory_figures
+from rejax.train.compiler_warnings import describe_resharding, resharding, stderr_lines
 from rejax.train.components import check_against_model, components
 from rejax.train.state import TrainState, abstract_train_state
 from rejax.train.topology import Topology, resolve_topology
@@ -136,7 +137,8 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
     start = time.perf_counter()
     lowered = jitted.lower(state, batch, key)
     try:
-      compiled = lowered.compile()
+      with stderr_lines() as compiler_said:
+        compiled = lowered.compile()
     except Exception as e:  # the TPU compiler refuses a program that cannot fit its HBM
       compiled, figures = None, refused_figures(e, (state, batch))
       if figures is None:
@@ -169,6 +171,7 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
       "estimated_mfu": flops / (estimated * peak * devices) if estimated and peak else None,
       "tokens_per_s_per_device": tokens / estimated / devices if estimated else None,
       "compile_seconds": round(seconds, 1),
+      "resharding": describe_resharding(resharding(compiler_said)) if compiled is not None else None,
   }
 
 
@@ -303,6 +306,8 @@ def describe_row(row: dict, topology: Topology) -> str:
   if row["estimated_seconds"] is not None:
     mfu = f", MFU {row['estimated_mfu']:.2f}" if row["estimated_mfu"] is not None else ""
     text += f"; est. {row['estimated_seconds']:.3f} s/step{mfu}"
+  if row.get("resharding"):
+    text += f"\n    warning: {row['resharding']}"
   return text
 
 
@@ -348,6 +353,7 @@ def format_table(report: dict) -> str:
   elif "run_seconds_upper_bound" in report:
     lines.append(f"run: {report['run_steps']} steps, at most {report['run_seconds_upper_bound'] / 3600:.2f} h "
                  "(at the slowest shape; give data.path for the epoch's mix)")
+  lines += [f"{r['name']}: {r['resharding']}" for r in report["shapes"] if r.get("resharding")]
   for r in report["shapes"]:
     if r["fits"]:
       continue
