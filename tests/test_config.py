@@ -60,7 +60,8 @@ def test_bad_overrides_name_the_key(override, message):
 @pytest.mark.parametrize("override,message", [
   ("data.domains.biology=(6, 4)", "data.domains.biology: global batch 6 is not divisible by mesh.data x mesh.fsdp = 4"),
   ("loss.kind=contrastive", "loss.kind='contrastive': expected one of 'infonce', 'ri_infonce'"),
-  ("optim.grad_cache_chunk=3", "optim.grad_cache_chunk=3 must divide data.domains.biology's 4 queries"),
+  ("optim.grad_cache_chunk=12", "optim.grad_cache_chunk=12 must divide data.domains.biology's 4 queries"),
+  ("optim.grad_cache_chunk=2", "optim.grad_cache_chunk=2 is not a multiple of mesh.data x mesh.fsdp = 4"),
   ("model.frozen_dtype=bfloat16", "model.frozen_dtype='bfloat16': only LoRA has frozen weights"),
 ])
 def test_cross_field_rules_name_the_keys(override, message):

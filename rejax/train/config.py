@@ -165,6 +165,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   batch_shards = mesh.dcn_data * mesh.data * mesh.fsdp
   shard_keys = (f"mesh.dcn_data x mesh.data x mesh.fsdp = {mesh.dcn_data} x {mesh.data} x {mesh.fsdp}"
                 if mesh.dcn_data > 1 else "mesh.data x mesh.fsdp")
+  chunk = config.optim.grad_cache_chunk
+  if chunk and chunk % batch_shards:
+    raise ConfigError(f"optim.grad_cache_chunk={chunk} is not a multiple of {shard_keys} = {batch_shards}: a chunk "
+                      "smaller than the batch shards leaves devices idle and makes the compiler gather its rows whole")
   for domain, setting in config.data.domains.items():
     if len(setting) != 2:
       raise ConfigError(f"data.domains.{domain}={setting}: expected (global batch, group size)")
@@ -174,7 +178,6 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     if batch % batch_shards:
       raise ConfigError(f"data.domains.{domain}: global batch {batch} is not divisible by {shard_keys} "
                         f"= {batch_shards}")
-    chunk = config.optim.grad_cache_chunk
     if chunk and (batch % chunk or (batch * group) % chunk):
       raise ConfigError(f"optim.grad_cache_chunk={chunk} must divide data.domains.{domain}'s {batch} queries "
                         f"and {batch * group} passages")
