@@ -140,7 +140,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     pass
   topology = resolve_topology(args.topology, args.device_memory, config.mesh.dcn_data)
   report = plan(config, topology, all_buckets=args.all_buckets, find_remedies=not args.no_remedies,
-                progress=lambda line: print(line, file=sys.stderr, flush=True))
+                remat_search=args.remat_search, progress=lambda line: print(line, file=sys.stderr, flush=True))
   print(format_table(report), flush=True)
   if args.json:
     from rejax.io import write_text_atomic
@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="every (query, passage, reasoning) length bucket combination, not only the longest")
   plan.add_argument("--no-remedies", action="store_true",
                     help="do not search for the setting that makes a shape fit (each try is one more compile)")
+  plan.add_argument("--remat-search", action="store_true",
+                    help="compile every shape under each model.remat policy (none, dots, full) and name the fastest "
+                         "that fits every shape (two more compiles per shape)")
   plan.set_defaults(run=cmd_plan)
 
   export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")

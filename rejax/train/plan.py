@@ -49,8 +49,9 @@ MAX_REMEDY_COMPILES = 4  # per failing shape; an 8B step takes minutes to compil
 
 
 def plan(config: ml_collections.ConfigDict, topology: Topology, *, all_buckets: bool = False,
-         find_remedies: bool = True, progress: Callable[[str], None] = print) -> dict:
-  """The plan of `config` on `topology`: {"topology", "devices", "device_memory_bytes", "fits", "shapes", ...}."""
+         find_remedies: bool = True, remat_search: bool = False, progress: Callable[[str], None] = print) -> dict:
+  """The plan of `config` on `topology`: {"topology", "devices", "device_memory_bytes", "fits", "shapes", ...};
+  with `remat_search`, also "remat": every policy compiled per shape and the fastest that fits them all."""
   validate(config, len(topology.devices))
   hf_config = architecture(config)
   domains, records = planned_domains(config)
@@ -64,12 +65,48 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, *, all_buckets: 
       row["remedy"] = find_remedy(config, hf_config, topology, shape, progress)
     if one_slice is not None:
       row["one_slice"] = compare_one_slice(config, hf_config, one_slice, shape, row, progress)
+    if remat_search:
+      row["remat_policies"] = compile_remat_policies(config, hf_config, topology, shape, row, progress)
     shapes.append(row)
   report = {"topology": topology.name, "slices": topology.slices, "device_kind": topology.device_kind,
             "devices": len(topology.devices), "device_memory_bytes": topology.device_memory_bytes,
             "fits": all(r["fits"] for r in shapes), "shapes": shapes}
   report.update(run_estimate(config, domains, records, shapes))
+  if remat_search:
+    report["remat"] = best_remat(shapes)
   return report
+
+
+REMAT_POLICIES = ("none", "dots", "full")  # from the most activations kept (least recomputed) to the fewest
+
+
+def compile_remat_policies(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology,
+                           shape: BatchShape, row: dict, progress: Callable[[str], None]) -> dict[str, dict]:
+  """{policy: {"fits", "peak_bytes", "estimated_seconds"}} of `shape` compiled under every model.remat policy (the
+  config's own from `row`)."""
+  found = {}
+  for policy in REMAT_POLICIES:
+    if policy == config.model.remat:
+      other = row
+    else:
+      progress(f"  with model.remat={policy} ...")
+      other = compile_shape(apply_overrides(copy.deepcopy(config), [f"--config.model.remat={policy}"]), hf_config,
+                            topology, shape)
+      progress(f"    {describe_row(other, topology)}")
+    found[policy] = {k: other[k] for k in ("fits", "peak_bytes", "estimated_seconds")}
+  return found
+
+
+def best_remat(shapes: list[dict]) -> dict:
+  """The remat policy to run: of those under which every shape fits, the least total estimated time over the
+  shapes; without the compiler's time estimate (CPU), the one that recomputes least (REMAT_POLICIES' order).
+  {"policy": None} when no policy fits every shape."""
+  fitting = [p for p in REMAT_POLICIES if all(r["remat_policies"][p]["fits"] for r in shapes)]
+  timed = [p for p in fitting if all(r["remat_policies"][p]["estimated_seconds"] is not None for r in shapes)]
+  if timed:
+    seconds = {p: sum(r["remat_policies"][p]["estimated_seconds"] for r in shapes) for p in timed}
+    return {"policy": min(timed, key=seconds.get), "by": "estimated time", "seconds": seconds}
+  return {"policy": fitting[0] if fitting else None, "by": "least recomputation (no time estimate)"}
 
 
 def config_for_slices(config: ml_collections.ConfigDict, num_slices: int | None) -> ml_collections.ConfigDict:
@@ -328,6 +365,24 @@ def one_slice_lines(report: dict) -> list[str]:
   return lines
 
 
+def remat_lines(report: dict) -> list[str]:
+  """The remat search: each shape's peak GiB and est. s/step per policy, then the policy to run."""
+  gib = 1024**3
+  header = f"{'remat':<24}" + "".join(f" {p + ' GiB':>10} {p + ' s':>9}" for p in REMAT_POLICIES)
+  lines = [header, "-" * len(header)]
+  for r in report["shapes"]:
+    cells = ""
+    for p in REMAT_POLICIES:
+      found = r["remat_policies"][p]
+      est = f"{found['estimated_seconds']:.3f}" if found["estimated_seconds"] is not None else "-"
+      cells += f" {found['peak_bytes'] / gib:>9.2f}{'' if found['fits'] else '!'} {est:>9}"
+    lines.append(f"{r['name']:<24}{cells}")
+  best = report["remat"]
+  lines.append(f"remat: --config.model.remat={best['policy']} (fits every shape; chosen by {best['by']})"
+               if best["policy"] else "remat: no policy fits every shape (! = does not fit)")
+  return lines
+
+
 def format_table(report: dict) -> str:
   """The plan as a fixed-width table, one shape per line, then the run's estimate and the remedies."""
   gib = 1024**3
@@ -354,6 +409,8 @@ def format_table(report: dict) -> str:
     lines.append(f"run: {report['run_steps']} steps, at most {report['run_seconds_upper_bound'] / 3600:.2f} h "
                  "(at the slowest shape; give data.path for the epoch's mix)")
   lines += [f"{r['name']}: {r['resharding']}" for r in report["shapes"] if r.get("resharding")]
+  if "remat" in report:
+    lines += remat_lines(report)
   for r in report["shapes"]:
     if r["fits"]:
       continue
