@@ -147,3 +147,22 @@ def test_the_train_log_and_compiled_steps_record_say_it(tmp_path):
   assert len(logged) == 2 and logged[1].startswith("warning: for query_ids (3, 64, 64), the compiler gathers 1")
   (record,) = [json.loads(line) for line in (tmp_path / COMPILED_STEPS).read_text().splitlines()]
   assert record["involuntary_reshardings"] == 1
+
+
+def test_what_is_written_while_a_compile_is_caught_reaches_stderr_at_once(capfd):
+  """A peer's last words (peers._lost, then os._exit) must not wait for the compile to end."""
+  import os
+  import time
+
+  from rejax.train.compiler_warnings import original_stderr, stderr_lines
+
+  with stderr_lines() as said:
+    os.write(2, b"through the pipe\n")
+    os.write(original_stderr(), b"around it\n")
+    for _ in range(100):
+      err = capfd.readouterr().err
+      if "through the pipe" in err:
+        break
+      time.sleep(0.05)
+    assert "through the pipe" in err
+  assert said == ["through the pipe"] and original_stderr() == 2

@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 from typing import Iterator
 
 RESHARDING = "Involuntary full rematerialization"
@@ -21,25 +21,49 @@ _TENSOR = re.compile(r"= (\w+\[[\d,]*\])")
 _OP = re.compile(r'op_name="([^"]+)"')
 
 
+_ORIGINAL_STDERR: list[int] = []  # while stderr_lines() is active: the descriptor fd 2 had before it
+
+
+def original_stderr() -> int:
+  """The descriptor of the process's real standard error: a message that must not wait for a compile to end (the
+  process is about to `os._exit`) goes straight there."""
+  return _ORIGINAL_STDERR[-1] if _ORIGINAL_STDERR else 2
+
+
 @contextlib.contextmanager
 def stderr_lines() -> Iterator[list[str]]:
-  """The lines written to file descriptor 2 inside the block (C++ included), also passed on to it after."""
+  """The lines written to file descriptor 2 inside the block (C++ included), each passed on to the real stderr as
+  it comes (through a pipe and a thread), so nothing is held back or lost if the process dies meanwhile."""
   lines: list[str] = []
   sys.stderr.flush()
   saved = os.dup(2)
-  with tempfile.TemporaryFile() as caught:
-    os.dup2(caught.fileno(), 2)
+  read_end, write_end = os.pipe()
+  os.dup2(write_end, 2)
+  os.close(write_end)
+  chunks: list[bytes] = []
+
+  def pump():
     try:
-      yield lines
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
+      while data := os.read(read_end, 1 << 16):
+        chunks.append(data)
+        os.write(saved, data)
+    except OSError:
+      pass
+
+  thread = threading.Thread(target=pump, name="rejax-stderr", daemon=True)
+  thread.start()
+  _ORIGINAL_STDERR.append(saved)
+  try:
+    yield lines
+  finally:
+    sys.stderr.flush()
+    _ORIGINAL_STDERR.pop()
+    os.dup2(saved, 2)  # the pipe's last writer gone: the thread reads to its end
+    thread.join(timeout=10)
+    if not thread.is_alive():  # (a child started inside the block may hold the pipe: then leave it be)
+      os.close(read_end)
       os.close(saved)
-      caught.seek(0)
-      text = caught.read()
-      if text:
-        os.write(2, text)
-      lines.extend(text.decode(errors="replace").splitlines())
+    lines.extend(b"".join(chunks).decode(errors="replace").splitlines())
 
 
 def resharding(lines: list[str]) -> list[str]:

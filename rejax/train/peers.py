@@ -31,6 +31,7 @@ import time
 import jax
 
 from rejax.io import HOST
+from rejax.train.compiler_warnings import original_stderr
 
 BEAT_S = 2.0
 # What a collective's error says when the process at the other end went away.
@@ -104,8 +105,10 @@ class PeerWatch:
 
 
 def _lost(what: str) -> None:
-  print(f"rejax train: error: {what}: it was killed, crashed or lost its host; every process of this run stops. "
-        "Run the same command on every host to resume from the latest checkpoint", file=sys.stderr, flush=True)
+  message = (f"rejax train: error: {what}: it was killed, crashed or lost its host; every process of this run stops. "
+             "Run the same command on every host to resume from the latest checkpoint\n")
+  sys.stderr.flush()
+  os.write(original_stderr(), message.encode())  # not through a compile's capture of fd 2: os._exit follows
   if jax.process_index() == 0:  # it hosts the coordination service: leave last, so the others can say it too
     time.sleep(3 * BEAT_S)
   os._exit(1)
