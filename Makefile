@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# --dist loadfile: a module's tests run in one worker, so its module-scoped fixtures (a reference training run, a
+# simulated pod's run, the exports) are built once, not once per worker.
 test: $(STAMP) lint
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15

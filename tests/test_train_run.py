@@ -98,7 +98,8 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(reference_run
     np.testing.assert_allclose(resumed[name], reference[name], rtol=0, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("part", ["state", pytest.param("data", marks=pytest.mark.slow)])
+@pytest.mark.slow  # two resumed runs per part
+@pytest.mark.parametrize("part", ["state", "data"])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_and_resumes_to_the_same_weights(
     reference_run, tmp_path, part):
   workdir = tmp_path / "run"
@@ -171,6 +172,7 @@ def test_a_run_resumed_with_more_steps_and_another_export_dir_trains_them_and_ex
   assert change["step"] == STEPS and set(change["changes"]) == {"total_steps", "export_dir"}
   assert exported_weights(workdir / "export2").keys() == exported_weights(reference_run / "export").keys()
 
+@pytest.mark.slow  # a resumed run under the profiler
 
 def test_a_profile_holds_the_steps_asked_and_their_timings_are_left_out_of_the_metrics(reference_run, tmp_path):
   """Steps 13-14 of 15 traced (the reference run resumed for 3 more steps), read back with jax's own reader."""
@@ -190,6 +192,7 @@ def test_a_profile_holds_the_steps_asked_and_their_timings_are_left_out_of_the_m
     assert records[step]["profiled"] == 1 and "step_s" not in records[step] and "loss" in records[step]
   assert "step_s" in records[STEPS + 3] and "profiled" not in records[STEPS + 3]
 
+@pytest.mark.slow  # a run of its own
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "run"
