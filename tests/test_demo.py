@@ -17,8 +17,8 @@ from tests.test_train_run import env_with
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-@pytest.mark.slow  # 11 min on 2 cores; `make demo` runs the whole job
 
+@pytest.mark.slow  # 11 min on 2 cores; `make demo` runs the whole job
 def test_short_demo_trains_evaluates_during_training_and_writes_the_report(smollm2_dir, minilm_dir, tmp_path):
   _cacm_slice(tmp_path / "cacm-slice")
   workdir = tmp_path / "demo"

@@ -33,8 +33,8 @@ def cpu_run(tmp_path_factory):
   assert proc.returncode == 0, proc.stderr[-4000:]
   return proc.stdout, json.loads((out / "gpu_check.json").read_text()), out
 
-@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 
+@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 def test_every_row_is_printed_and_written(cpu_run):
   stdout, report, out = cpu_run
   rows = [line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]
@@ -43,8 +43,8 @@ def test_every_row_is_printed_and_written(cpu_run):
   assert (out / "gpu_check.md").read_text() == report["table"]
   assert report["table"] in stdout
 
-@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 
+@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 def test_every_part_runs_on_cpu_but_cudnn_which_says_why(cpu_run):
   stdout, report, _ = cpu_run
   for key, result in report["parts"].items():
@@ -55,8 +55,8 @@ def test_every_part_runs_on_cpu_but_cudnn_which_says_why(cpu_run):
       assert result["status"] == "ok", (key, result)
   assert "skipped: cuDNN attention needs an NVIDIA GPU (JAX platform here: cpu)" in stdout
 
-@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 
+@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 def test_parity_with_transformers_in_fp32(cpu_run):
   """fp32 on the CPU: the decoder computes what transformers computes to 1e-4 on hidden states (tests/test_parity.py's
   bound; here ~2e-6 at |h| ~ 4), so the unit-norm pooled embeddings agree to 1e-5."""
@@ -67,8 +67,8 @@ def test_parity_with_transformers_in_fp32(cpu_run):
   assert diff["max_abs_pooled"] <= 1e-5
   assert diff["min_cosine"] >= 0.99999
 
-@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 
+@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 def test_figures_are_positive_and_finite(cpu_run):
   report = cpu_run[1]
   summary, parts = report["summary"], report["parts"]
@@ -89,8 +89,8 @@ def test_figures_are_positive_and_finite(cpu_run):
   assert parts["rejax_packed_xla"]["tokens"] == parts["rejax_padded_xla"]["tokens"] == parts["torch_varied"]["tokens"]
   assert parts["rejax_packed_xla"]["padded_tokens"] < parts["rejax_padded_xla"]["padded_tokens"]
 
-@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 
+@pytest.mark.slow  # the whole GPU check on CPU (2 min, shared by the module)
 def test_no_part_imports_what_the_gpu_machine_lacks(cpu_run):
   stdout, report, _ = cpu_run
   assert report["forbidden_imported"] == []

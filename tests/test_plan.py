@@ -41,8 +41,8 @@ def test_plan_on_cpu8_reports_the_memory_of_the_step_rejax_train_compiled(tmp_pa
   assert shape["argument_bytes"] > 0 and shape["temp_bytes"] > 0
   assert shape["name"] in proc.stdout and "yes" in proc.stdout  # the table
 
-@pytest.mark.slow  # several compiles
 
+@pytest.mark.slow  # several compiles
 def test_a_shape_that_does_not_fit_exits_3_naming_a_remedy_that_fits_when_applied(tmp_path):
   # 512-token passages without remat: the activations kept for the backward pass do not fit in 120 MiB
   tight = ["--config.mesh.fsdp=8", "--config.data.max_passage_length=512", "--config.data.min_bucket=64",

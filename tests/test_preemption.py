@@ -118,8 +118,8 @@ def one_process_reference(tmp_path_factory) -> pathlib.Path:
   run_ok([train_cmd(workdir)], devices=2)
   return workdir
 
-@pytest.mark.slow  # 6 min: three two-process runs
 
+@pytest.mark.slow  # 6 min: three two-process runs
 def test_sigterm_to_one_process_of_two_stops_both_at_one_step_and_the_same_command_resumes(two_process_reference,
                                                                                           tmp_path):
   workdir = tmp_path / "run"

@@ -172,8 +172,8 @@ def test_a_run_resumed_with_more_steps_and_another_export_dir_trains_them_and_ex
   assert change["step"] == STEPS and set(change["changes"]) == {"total_steps", "export_dir"}
   assert exported_weights(workdir / "export2").keys() == exported_weights(reference_run / "export").keys()
 
-@pytest.mark.slow  # a resumed run under the profiler
 
+@pytest.mark.slow  # a resumed run under the profiler
 def test_a_profile_holds_the_steps_asked_and_their_timings_are_left_out_of_the_metrics(reference_run, tmp_path):
   """Steps 13-14 of 15 traced (the reference run resumed for 3 more steps), read back with jax's own reader."""
   from jax.profiler import ProfileData
@@ -192,8 +192,8 @@ def test_a_profile_holds_the_steps_asked_and_their_timings_are_left_out_of_the_m
     assert records[step]["profiled"] == 1 and "step_s" not in records[step] and "loss" in records[step]
   assert "step_s" in records[STEPS + 3] and "profiled" not in records[STEPS + 3]
 
-@pytest.mark.slow  # a run of its own
 
+@pytest.mark.slow  # a run of its own
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "run"
   proc = run(train_cmd(workdir, "--config.optim.lr=1e30", "--config.optim.clip_norm=0.0",
