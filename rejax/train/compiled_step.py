@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 import time
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -144,7 +144,8 @@ class CompiledSteps:
       self.cache[signature] = compiled
     return self.cache[signature](state, batch, key)
 
-  def _recorded(self, shapes: dict[str, tuple[int, ...]], seconds: float, compiled, reshardings: list[str]) -> None:
+  def _recorded(self, shapes: dict[str, tuple[int, ...]], seconds: float, compiled,
+                reshardings: Sequence[str] = ()) -> None:
     figures = memory_figures(compiled)
     named = ', '.join(f'{k} {s}' for k, s in shapes.items())
     self.log(f"compiled the step for {named} in {seconds:.1f}s; {describe_memory(figures)}")
