@@ -87,17 +87,11 @@ def _peak(matmul_of_size, repeats: int, largest: int = 2048, budget_s: float = 1
   return 2 * n**3 / _fastest(matmul_of_size(n), repeats), n
 
 
-def jax_matmul_peak(dtype: str = "float32", repeats: int = 5) -> tuple[float, int]:
-  """(FLOP/s, n) of JAX's fastest n^3 matmul on its default device."""
-  import jax
-  import jax.numpy as jnp
+def jax_matmul_peak(dtype: str = "float32", n: int = 2048) -> tuple[float, int]:
+  """(FLOP/s, n) of JAX's fastest n^3 matmul on its default device (rejax.train.flops.measured_matmul_peak)."""
+  from rejax.train.flops import measured_matmul_peak
 
-  matmul = jax.jit(lambda x: x @ x)
-
-  def of_size(n):
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
-    return lambda: matmul(a).block_until_ready()
-  return _peak(of_size, repeats)
+  return measured_matmul_peak(dtype, n=n), n
 
 
 def torch_matmul_peak(dtype: str = "float32", repeats: int = 5) -> tuple[float, int]:
