@@ -1,7 +1,9 @@
 """`make demo`: the main job on a real model, through the commands a user types, on 2 CPU cores.
 
     rejax data pairs --corpus sample_data/cacm/corpus.jsonl --output runs/demo/pairs      # title -> body pairs
-    rejax train --config configs/smollm2.py --workdir runs/demo                          # SmolLM2-135M, LoRA
+    rejax data score --teacher asset:all-minilm-l6-v2 --input runs/demo/pairs/train \
+        --output runs/demo/pairs/scored --max-length 128                                 # teacher scores
+    rejax train --config configs/smollm2.py --workdir runs/demo                          # SmolLM2-135M, LoRA + KD
     rejax eval --model {base, runs/demo/export, bm25, all-MiniLM-L6-v2} --dataset sample_data/cacm ...
 
 then `runs/demo/report.md` (the table printed at the end) and `runs/demo/curve.png` (training loss and dev
@@ -84,7 +86,7 @@ def draw_curve(metrics_file: pathlib.Path, base_dev: float | None, path: pathlib
   ax = fig.add_subplot()
   ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="tab:blue", lw=1, label="train loss")
   ax.set_xlabel("step")
-  ax.set_ylabel("InfoNCE loss", color="tab:blue")
+  ax.set_ylabel("loss (InfoNCE + distillation KL)", color="tab:blue")
   dev = [(r["step"], r["eval/ndcg@10"]) for r in records if "eval/ndcg@10" in r]
   if base_dev is not None:
     dev = [(0, base_dev)] + dev
@@ -140,20 +142,25 @@ def main(argv: list[str] | None = None) -> None:
   start = time.perf_counter()
   cache = ROOT / ".cache" / "embeddings"
   pairs = workdir / "pairs"
-  print(f"== 1/4 training data: CACM titles -> bodies, BM25 hard negatives, a held-out dev set ({pairs})", flush=True)
+  print(f"== 1/5 training data: CACM titles -> bodies, BM25 hard negatives, a held-out dev set ({pairs})", flush=True)
   if not (pairs / "pairs.json").is_file():
     rejax("data", "pairs", "--corpus", str(CACM / "corpus.jsonl"), "--output", str(pairs),
           *shlex.split(args.pairs_args))
 
-  print("\n== 2/4 train SmolLM2-135M-Instruct with LoRA (dev nDCG@10 logged during training)", flush=True)
+  print("\n== 2/5 teacher scores: all-MiniLM-L6-v2 scores each record's passages (distillation targets)", flush=True)
+  if not (pairs / "scored" / "score.json").is_file():
+    rejax("data", "score", "--teacher", str(_asset_dir("all-minilm-l6-v2")), "--input", str(pairs / "train"),
+          "--output", str(pairs / "scored"), "--max-length", str(recipe.TEACHER_MAX_LENGTH))
+
+  print("\n== 3/5 train SmolLM2-135M-Instruct with LoRA (dev nDCG@10 logged during training)", flush=True)
   rejax("train", "--config", f"{ROOT / 'configs' / 'smollm2.py'}:{pairs}", "--workdir", str(workdir),
         *shlex.split(args.train_args))
 
   name = args.test_collection.name
-  print(f"\n== 3/4 evaluate on {name}: the untrained base, the trained export, BM25, all-MiniLM-L6-v2", flush=True)
+  print(f"\n== 4/5 evaluate on {name}: the untrained base, the trained export, BM25, all-MiniLM-L6-v2", flush=True)
   rows = compare(args.test_collection, workdir / name, workdir / "export", recipe, cache, recipe.EVAL_MAX_LENGTH)
 
-  print("\n== 4/4 report", flush=True)
+  print("\n== 5/5 report", flush=True)
   base_dev = evaluate(str(_asset_dir("smollm2")), pairs / "dev", pairs / "base-dev.json", split="dev",
                       instruction=recipe.INSTRUCTION, max_length=recipe.EVAL_MAX_LENGTH, cache=cache)["ndcg@10"]
   draw_curve(workdir / "metrics.jsonl", base_dev, workdir / "curve.png")
