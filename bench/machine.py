@@ -14,42 +14,11 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import platform
 import time
 
 import numpy as np
 
-VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile",
-                "amx_bf16")
-
-
-def cpu_model() -> str:
-  """/proc/cpuinfo's `model name` with its family, model and cache size ("AMD EPYC" alone names several
-  generations), or the platform's processor string elsewhere."""
-  info = pathlib.Path("/proc/cpuinfo")
-  if not info.exists():
-    return platform.processor() or platform.machine()
-  fields = {}
-  for line in info.read_text().splitlines():
-    key, _, value = line.partition(":")
-    if not key.strip():
-      break  # the first core's block only
-    fields.setdefault(key.strip(), value.strip())
-  return (f"{fields.get('model name', platform.processor())} (family {fields.get('cpu family', '?')} model "
-          f"{fields.get('model', '?')}, cache {fields.get('cache size', '?')})")
-
-
-def vector_flags() -> list[str]:
-  """The extensions of VECTOR_FLAGS the CPU reports (the first core's flags)."""
-  info = pathlib.Path("/proc/cpuinfo")
-  if not info.exists():
-    return []
-  for line in info.read_text().splitlines():
-    if line.startswith("flags"):
-      have = set(line.split(":", 1)[1].split())
-      return [f for f in VECTOR_FLAGS if f in have]
-  return []
-
+from rejax.machine import cpu_model, vector_flags
 
 def cgroup_cpus() -> float | None:
   """The cgroup (v2) CPU quota in cores, or None without one."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import pathlib
 import shlex
 import statistics
@@ -25,6 +26,7 @@ import sys
 import time
 
 from rejax.eval.report import markdown_table
+from rejax.machine import cpu_model, vector_flags
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACM = ROOT / "sample_data" / "cacm"
@@ -116,7 +118,16 @@ def goodput_line(goodput: dict[str, float]) -> str:
           f"MFU {goodput['mfu']:.1%} on real tokens ({goodput['mfu_padded']:.1%} on every position).")
 
 
-def report(rows: dict[str, dict], collection: str, minutes: float, recipe, goodput: dict[str, float]) -> str:
+def machine_line() -> str:
+  """The machine the wall time was measured on: CPU model, vector extensions, cores, JAX's measured matmul peak."""
+  from rejax.train.flops import measured_matmul_peak  # JAX, which the demo's own process needs nowhere else
+
+  return (f"Machine: {cpu_model()}; vector {' '.join(vector_flags()) or 'none reported'}; {os.cpu_count()} cores; "
+          f"measured float32 matmul peak (JAX, 2048^3) {measured_matmul_peak() / 1e9:.1f} GFLOP/s.")
+
+
+def report(rows: dict[str, dict], collection: str, minutes: float, recipe, goodput: dict[str, float],
+           machine: str) -> str:
   """report.md: the table, what ran, and how it was measured."""
   queries = len(next(iter(rows.values()))["per_query"])
   header = [f"model ({collection}, {queries} judged queries)", "nDCG@10", "recall@100", "MRR@10"]
@@ -127,7 +138,7 @@ def report(rows: dict[str, dict], collection: str, minutes: float, recipe, goodp
           f"`rejax eval --dataset` on {collection} (title + text, at most {recipe.EVAL_MAX_LENGTH} tokens per text, "
           f"exact inner-product search); queries carry the instruction `{recipe.INSTRUCTION}` for the SmolLM2 "
           "models and none for all-MiniLM-L6-v2 (its own protocol); BM25 is bm25s over the full text.\n\n"
-          f"Wall time of this demo: {minutes:.1f} minutes on this machine. curve.png: training loss and dev "
+          f"Wall time of this demo: {minutes:.1f} minutes on this machine. {machine} curve.png: training loss and dev "
           "nDCG@10 (held-out CACM titles -> bodies) over the steps.\n\n" + goodput_line(goodput) + "\n")
 
 
@@ -164,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
   base_dev = evaluate(str(_asset_dir("smollm2")), pairs / "dev", pairs / "base-dev.json", split="dev",
                       instruction=recipe.INSTRUCTION, max_length=recipe.EVAL_MAX_LENGTH, cache=cache)["ndcg@10"]
   draw_curve(workdir / "metrics.jsonl", base_dev, workdir / "curve.png")
-  text = report(rows, name, (time.perf_counter() - start) / 60, recipe, training_goodput(workdir / "metrics.jsonl"))
+  minutes = (time.perf_counter() - start) / 60
+  text = report(rows, name, minutes, recipe, training_goodput(workdir / "metrics.jsonl"), machine_line())
   (workdir / "report.md").write_text(text)
   print("\n" + text)
   print(f"run: {workdir} (metrics.jsonl, tensorboard/, checkpoints/)\nexport: {workdir / 'export'} "
