@@ -79,6 +79,11 @@ def cmd_data_pairs(args: argparse.Namespace) -> None:
 def cmd_data_mine(args: argparse.Namespace) -> None:
   from rejax.teacher.mine import MineSettings, mine
 
+  from rejax.teacher.record_files import check_new_output
+
+  _locate(args, outputs=("output",))
+  check_new_output(args.output)  # before the inputs are staged
+  _locate(args, inputs=("corpus", "input"))
   settings = MineSettings(range_min=args.range_min, range_max=args.range_max, negatives=args.negatives,
                           sampling=args.sampling, absolute_margin=args.absolute_margin,
                           relative_margin=args.relative_margin, max_score=args.max_score, seed=args.seed,
@@ -94,6 +99,11 @@ def cmd_data_mine(args: argparse.Namespace) -> None:
 def cmd_data_score(args: argparse.Namespace) -> None:
   from rejax.teacher.score import score
 
+  from rejax.teacher.record_files import check_new_output
+
+  _locate(args, outputs=("output",))
+  check_new_output(args.output)  # before the input is staged
+  _locate(args, inputs=("input",))
   summary = score(args.teacher, args.input, args.output, logits=args.logits, dtype=args.dtype,
                   max_length=args.max_length, batch_size=args.batch_size)
   print(f"wrote {summary['records']} records with teacher scores to {args.output} (mean positive "
@@ -380,11 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "queries + qrels in, released-format records out)")
   mine.add_argument("--model", required=True,
                     help="the searching model: a rejax/HF decoder or sentence-transformers directory, hub id, or bm25")
-  mine.add_argument("--corpus", required=True, type=pathlib.Path, help='BEIR corpus.jsonl ({"_id", "text", "title"?})')
-  mine.add_argument("--input", required=True, type=pathlib.Path,
+  mine.add_argument("--corpus", required=True, help='BEIR corpus.jsonl ({"_id", "text", "title"?})')
+  mine.add_argument("--input", required=True,
                     help="`{domain}-formatted.jsonl[.gz]` records (a file or a directory; each positive a corpus "
                          "document) or a BEIR directory (queries.jsonl, qrels/{split}.tsv)")
-  mine.add_argument("--output", required=True, type=pathlib.Path,
+  mine.add_argument("--output", required=True,
                     help="new directory: the records under the input's file names (BEIR: {domain}-formatted.jsonl) "
                          "and mine.json")
   mine.add_argument("--range-min", type=non_negative_int, default=0,
@@ -416,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a decoder, a sentence-transformers bi-encoder or a CrossEncoder")
   score.add_argument("--teacher", required=True,
                      help="a rejax/HF decoder, sentence-transformers bi-encoder or CrossEncoder directory, or hub id")
-  score.add_argument("--input", required=True, type=pathlib.Path,
+  score.add_argument("--input", required=True,
                      help="`{domain}-formatted.jsonl[.gz]` records: a file or a directory of them")
-  score.add_argument("--output", required=True, type=pathlib.Path,
+  score.add_argument("--output", required=True,
                      help="new directory: the records under their file names, and score.json")
   score.add_argument("--logits", action="store_true",
                      help="a CrossEncoder's raw logits (FlagEmbedding's teacher scores) instead of its activation")

@@ -20,6 +20,7 @@ from rejax.io import append_text, write_dir_atomic, write_text_atomic
 from rejax.train import bucket_lock
 from rejax.train.lock import WorkdirInUseError, lock_workdir, releases_workdir_lock
 from tests.gcs_server import GCSServer, free_port, offline_env
+from tests.teacher_fixtures import small_collection  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -229,3 +230,29 @@ def test_encode_reads_a_model_and_texts_from_the_bucket_and_writes_the_embedding
   with storage.as_path(url(gcs, "out.npy")).open("rb") as f:
     np.testing.assert_array_equal(np.load(f), np.load(tmp_path / "local.npy"))
   assert "staging gs://unit/" in capsys.readouterr().err  # the model and the texts, once each
+
+
+def test_data_mine_and_score_read_and_write_the_bucket_as_local_paths(gcs, small_collection, minilm_dir, tmp_path,
+                                                                      monkeypatch):
+  """`rejax data mine` (BM25) and `rejax data score` (all-MiniLM-L6-v2) with every path on the bucket write the same
+  records as with local paths; an existing bucket output is refused before anything is staged or loaded."""
+  for name in ("corpus.jsonl", "records/cacm-formatted.jsonl"):
+    storage.copy_file(small_collection / name, storage.as_path(url(gcs, name)))
+  mine_flags = ["--model", "bm25", "--negatives", "3", "--range-max", "10"]
+  main(["data", "mine", *mine_flags, "--corpus", str(small_collection / "corpus.jsonl"), "--input",
+        str(small_collection / "records"), "--output", str(tmp_path / "mined")])
+  main(["data", "mine", *mine_flags, "--corpus", url(gcs, "corpus.jsonl"), "--input", url(gcs, "records"),
+        "--output", url(gcs, "mined")])
+  score_flags = ["--teacher", str(minilm_dir), "--max-length", "64"]
+  main(["data", "score", *score_flags, "--input", str(tmp_path / "mined"), "--output", str(tmp_path / "scored")])
+  main(["data", "score", *score_flags, "--input", url(gcs, "mined"), "--output", url(gcs, "scored")])
+  for directory, summary in (("mined", "mine.json"), ("scored", "score.json")):
+    local = tmp_path / directory / "cacm-formatted.jsonl"
+    assert storage.as_path(url(gcs, f"{directory}/{local.name}")).read_bytes() == local.read_bytes(), directory
+    remote = json.loads(storage.as_path(url(gcs, f"{directory}/{summary}")).read_text())
+    assert remote["records"] == json.loads((tmp_path / directory / summary).read_text())["records"] == 12
+  monkeypatch.setenv("REJAX_STAGING_DIR", str(tmp_path / "staged-again"))
+  with pytest.raises(SystemExit) as exit_:
+    main(["data", "score", *score_flags, "--input", url(gcs, "mined"), "--output", url(gcs, "scored")])
+  assert f"--output {url(gcs, 'scored')}: already exists" in str(exit_.value)
+  assert not (tmp_path / "staged-again").exists()  # refused before the input was staged

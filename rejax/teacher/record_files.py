@@ -10,6 +10,7 @@ from typing import Iterator
 
 from rejax.data.records import RecordError, domain_of, parse_record
 from rejax.io import write_dir_atomic
+from rejax.storage import as_path
 from rejax.rows import parse_json_line, text_lines
 
 PATTERNS = ("*-formatted.jsonl", "*-formatted.jsonl.gz")
@@ -71,7 +72,7 @@ def write_records_dir(output: pathlib.Path, files: dict[str, list[dict]], summar
 
 def check_new_output(output: pathlib.Path, flag: str = "--output") -> None:
   """Raises FileExistsError before any work when the output directory already exists."""
-  if pathlib.Path(output).exists():
+  if as_path(output).exists():
     raise FileExistsError(f"{flag} {output}: already exists; remove it or choose another directory")
 
 
