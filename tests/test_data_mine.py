@@ -14,7 +14,7 @@ import pytest
 from rejax.cli import main
 from rejax.data.records import parse_record
 from rejax.data.text import format_query
-from rejax.teacher.mine import MineSettings, dense_candidates, select
+from rejax.teacher.mine import MineSettings, bm25_candidates, dense_candidates, select
 from rejax.teacher.mine_inputs import from_records, read_corpus
 from rejax.teacher.window import candidate_mask, choose, query_rng
 from tests.teacher_fixtures import small_collection, tiny_cross_encoder_dir, write_jsonl  # noqa: F401
@@ -115,6 +115,52 @@ def test_faiss_mining_of_random_embeddings_equals_brute_force_numpy(small_collec
   for q, cols in enumerate(chosen):
     assert found.rows_qk[q, cols].tolist() == [n for n, _ in expected[q]]
     np.testing.assert_allclose(found.scores_qk[q, cols], [s for _, s in expected[q]], atol=1e-5)
+
+
+def lucene_bm25(documents: list[str], query: str, k1: float = 1.5, b: float = 0.75) -> np.ndarray:
+  """BM25 scores of every document for `query` by Lucene's formula (bm25s's default method), written from the
+  formula over bm25s's tokens (English stopwords): idf = ln(1 + (N - df + 0.5) / (df + 0.5)), each query token
+  occurrence adding idf x tf / (tf + k1 (1 - b + b |d| / avgdl))."""
+  import math
+  from collections import Counter
+
+  import bm25s
+
+  tokens = bm25s.tokenize(documents, stopwords="en", return_ids=False, show_progress=False)
+  counts = [Counter(d) for d in tokens]
+  df = Counter(t for d in tokens for t in set(d))
+  avgdl = sum(map(len, tokens)) / len(tokens)
+  scores = np.zeros(len(documents))
+  for t in bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]:
+    idf = math.log(1 + (len(tokens) - df[t] + 0.5) / (df[t] + 0.5))
+    for n, tf in enumerate(counts):
+      if tf[t]:
+        scores[n] += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(tokens[n]) / avgdl))
+  return scores
+
+
+BM25_SETTINGS = [
+  MineSettings(range_min=0, range_max=10, negatives=3),
+  MineSettings(range_min=1, range_max=30, negatives=4, absolute_margin=1.0, sampling="random", seed=5),
+  MineSettings(range_min=0, range_max=15, negatives=6, relative_margin=0.8, max_score=2.0),
+]
+
+
+@pytest.mark.parametrize("settings", BM25_SETTINGS, ids=range(len(BM25_SETTINGS)))
+def test_bm25_mining_equals_the_lucene_formula_in_numpy(small_collection, settings):
+  corpus = read_corpus(small_collection / "corpus.jsonl")
+  queries = from_records(small_collection / "records", corpus)["cacm-formatted.jsonl"]
+  found = bm25_candidates(corpus, queries, settings.range_max, progress=False)
+  _, chosen = select(found, settings)
+
+  scores_qn = np.stack([lucene_bm25(corpus.texts, q.record["query"]) for q in queries])
+  excluded = [{n for n, t in enumerate(corpus.texts) if t in q.record["pos"] or t == q.record["query"]}
+              for q in queries]
+  expected = reference_negatives(scores_qn, excluded, [q.positive_rows for q in queries], settings)
+  assert sum(map(len, expected)) > len(queries)
+  for q, cols in enumerate(chosen):  # documents sharing no word with the query tie at 0: corpus order, as argsort's
+    assert found.rows_qk[q, cols].tolist() == [n for n, _ in expected[q]]
+    np.testing.assert_allclose(found.scores_qk[q, cols], [s for _, s in expected[q]], rtol=1e-5, atol=1e-6)
 
 
 def _mine(*flags):
