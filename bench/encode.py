@@ -70,7 +70,7 @@ def main() -> None:
   torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
   torch_model = AutoModel.from_pretrained(model_dir, dtype=torch_dtype).eval()
   peak = matmul_peak_flops(jnp.float32 if args.dtype == "float32" else jnp.bfloat16)
-  print("\n".join(machine.describe((args.dtype,))))
+  print("\n".join(machine.describe((args.dtype,), jax_peaks={args.dtype: peak})))
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, torch threads {torch.get_num_threads()}, "
         f"{args.dtype}; matmul peak (JAX {args.dtype} 2048^3): {peak / 1e9:.1f} GFLOP/s")
 

@@ -152,7 +152,7 @@ def main() -> None:
 
   torch.set_num_threads(machine.usable_cores())
   peak = matmul_peak_flops(jnp.float32)
-  print("\n".join(machine.describe()))
+  print("\n".join(machine.describe(jax_peaks={"float32": peak})))
   print(f"device: {jax.devices()[0].device_kind}; matmul peak (JAX fp32 2048^3): {peak / 1e9:.1f} GFLOP/s")
   cases = []
   with tempfile.TemporaryDirectory() as tmp:
