@@ -277,3 +277,26 @@ def test_remat_search_on_cpu8_compiles_each_policy_and_names_one_that_fits(tmp_p
   report = json.loads((tmp_path / "tight.json").read_text())
   assert report["remat"]["policy"] == "dots"
   assert "remat: --config.model.remat=dots (fits every shape" in proc.stdout
+
+
+def test_a_refused_compile_reports_the_temporaries_asked_for_and_the_argument_shards():
+  """The figures of a step the compiler refused, from a RESOURCE_EXHAUSTED message in the words libtpu used on a
+  v5e plan (refused_figures' docstring) and the arguments' shardings: an [8, 6] float32 array split 4 ways by rows
+  and a replicated [3] int32 one."""
+  import jax
+  import numpy as np
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+  from rejax.train.plan import refused_figures
+
+  mesh = Mesh(np.array(jax.devices()[:4]).reshape(4, 1), ("fsdp", "tensor"))
+  arguments = (jax.device_put(np.zeros((8, 6), np.float32), NamedSharding(mesh, PartitionSpec("fsdp"))),
+               jax.device_put(np.zeros(3, np.int32), NamedSharding(mesh, PartitionSpec())))
+  error = RuntimeError("compile failed\nRESOURCE_EXHAUSTED: memory required for HLO temporaries (19.24G) exceeds "
+                       "available HBM (15.75G)\nmore lines")
+  figures = refused_figures(error, arguments)
+  assert figures["argument_bytes"] == 2 * 6 * 4 + 3 * 4
+  assert figures["temp_bytes"] == int(19.24 * 1024**3)
+  assert figures["refused"] == ("RESOURCE_EXHAUSTED: memory required for HLO temporaries (19.24G) exceeds available "
+                                "HBM (15.75G)")
+  assert refused_figures(RuntimeError("INVALID_ARGUMENT: something else"), arguments) is None

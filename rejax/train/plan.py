@@ -214,6 +214,8 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
 
 def _shard_bytes(leaf, gathered_over: tuple[str, ...] = ()) -> int:
   """Bytes of one device's piece of `leaf`, or of the piece it holds once gathered over the mesh axes named."""
+  if not gathered_over:
+    return math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
   spec = leaf.sharding.spec
   shape = list(leaf.shape)
   for dim, axes in enumerate(spec):
@@ -243,8 +245,7 @@ def refused_figures(error: Exception, arguments) -> dict | None:
   if "RESOURCE_EXHAUSTED" not in message or not match:
     return None
   required = int(float(match.group(2)) * 1024 ** " KMGT".index(match.group(3) or " "))
-  argument_bytes = sum(math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
-                       for leaf in jax.tree.leaves(arguments))
+  argument_bytes = sum(map(_shard_bytes, jax.tree.leaves(arguments)))
   temp_bytes = required if match.group(1) == "HLO temporaries" else max(required - argument_bytes, 0)
   return {"argument_bytes": argument_bytes, "output_bytes": None, "alias_bytes": None, "temp_bytes": temp_bytes,
           "code_bytes": None, "peak_bytes": argument_bytes + temp_bytes,
