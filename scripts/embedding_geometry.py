@@ -54,7 +54,7 @@ def geometry(dataset, encoder: Encoder, instruction: str | None, temperature: fl
   query_doc = queries @ docs.T
   return {
     "doc-doc cosine": float(doc_doc[np.triu_indices(len(docs), 1)].mean()),
-    "|doc mean|": float(np.linalg.norm(docs.mean(axis=0))),
+    "norm of doc mean": float(np.linalg.norm(docs.mean(axis=0))),
     "query-doc cosine": float(query_doc.mean()),
     "query-doc spread": float(query_doc.std()),
     "nDCG@10": ndcg_at_10(dataset, queries, docs),
