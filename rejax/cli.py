@@ -78,7 +78,6 @@ def cmd_data_pairs(args: argparse.Namespace) -> None:
 
 def cmd_data_mine(args: argparse.Namespace) -> None:
   from rejax.teacher.mine import MineSettings, mine
-
   from rejax.teacher.record_files import check_new_output
 
   _locate(args, outputs=("output",))
@@ -97,9 +96,8 @@ def cmd_data_mine(args: argparse.Namespace) -> None:
 
 
 def cmd_data_score(args: argparse.Namespace) -> None:
-  from rejax.teacher.score import score
-
   from rejax.teacher.record_files import check_new_output
+  from rejax.teacher.score import score
 
   _locate(args, outputs=("output",))
   check_new_output(args.output)  # before the input is staged

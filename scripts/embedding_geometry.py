@@ -22,13 +22,14 @@ import argparse
 
 import numpy as np
 
+from rejax.data.text import load_tokenizer
+from rejax.data.weak_pairs import GENERIC_INSTRUCTION
 from rejax.eval.beir import load_beir
 from rejax.eval.encode import Encoder
 from rejax.eval.metrics import evaluate
 from rejax.eval.search import build_index, search
 from rejax.hf.hub import resolve_model_dir
 from rejax.hf.load import load_decoder
-from rejax.data.text import load_tokenizer
 
 CANDIDATES = 16  # the demo's 8 queries x 2 passages: each query's positive among 16 passages
 
@@ -69,7 +70,7 @@ def main() -> None:
   parser.add_argument("--dataset", default="runs/demo/pairs/dev")
   parser.add_argument("--split", default="dev")
   parser.add_argument("--pooling", nargs="+", default=["last_token", "mean"], choices=["last_token", "mean"])
-  parser.add_argument("--instruction", default="Given a search query, retrieve relevant documents that answer it.")
+  parser.add_argument("--instruction", default=GENERIC_INSTRUCTION, help='the queries\' instruction; "" = none')
   parser.add_argument("--max-length", type=int, default=128)
   parser.add_argument("--temperature", type=float, default=0.02)
   args = parser.parse_args()
