@@ -4,11 +4,12 @@ markdown table, whatever fails or runs out of time.
     bash scripts/gpu_check.sh [--cpu] [--budget SECONDS] [--out DIR]
 
 On a random Qwen3 of Qwen3-1.7B's architecture at the paper's per-device batch (8 queries x 16 passages + 8
-reasoning queries, 512 tokens, LoRA, fp32 parameters with bf16 compute, full remat): step time, real tokens/s and
-MFU against the chip's bf16 peak (rejax.train.flops), XLA's vs cuDNN's attention, packed vs padded batches of
-varied real lengths, the same step in PyTorch (transformers + LoRA, bench/gpu_check_torch.py), and the decoder's
-bf16 parity with transformers. `--cpu` runs the same code on a tiny random Qwen3 (tests/test_gpu_check.py): every
-part but cuDNN's, in one to two minutes on two CPU cores.
+reasoning queries, 512 tokens, LoRA, bf16 compute, the frozen base in bf16 and the adapters in fp32, full remat):
+step time, real tokens/s and MFU against the chip's bf16 peak (rejax.train.flops), the same with the frozen base in
+fp32, XLA's vs cuDNN's attention, packed vs padded batches of varied real lengths, the same step in PyTorch
+(transformers + LoRA, bench/gpu_check_torch.py), and the decoder's bf16 parity with transformers. `--cpu` runs the
+same code on a tiny random Qwen3 (tests/test_gpu_check.py): every part but cuDNN's, in one to two minutes on two
+CPU cores.
 
 Each measurement runs in its own process (bench/gpu_check_parts.py) under a deadline taken from one overall
 budget, in order of importance; one that fails, is killed at its deadline or finds no time left is a row saying
@@ -77,16 +78,20 @@ class Part:
 
 def plan() -> list[Part]:
   """Every measurement, most important first (what a short budget still gets)."""
-  def rejax(batch, attention):
+  def rejax(batch, attention, frozen_dtype=""):
     layout = {"full": "full rows", "padded": "varied lengths, padded", "packed": "varied lengths, packed"}[batch]
     name = {"xla": "XLA", "cudnn": "cuDNN"}[attention]
-    return Part(f"rejax_{batch}_{attention}", f"rejax step, {layout}, {name} attention", "rejax_step", 200,
-                {"batch": batch, "attention": attention}, needs_gpu=attention == "cudnn")
+    key, label = f"rejax_{batch}_{attention}", f"rejax step, {layout}, {name} attention"
+    if frozen_dtype:  # the frozen base in another dtype than the recipe's (model.frozen_dtype)
+      key, label = f"{key}_frozen_{frozen_dtype}", f"{label}, frozen base in {frozen_dtype}"
+    return Part(key, label, "rejax_step", 200, {"batch": batch, "attention": attention, "frozen_dtype": frozen_dtype},
+                needs_gpu=attention == "cudnn")
 
   return [Part("build", "model", "build", 150),
           Part("parity", "parity", "parity", 150),
           rejax("full", "xla"),
           Part("torch_full", "PyTorch step, full rows", "torch_step", 150, {"batch": "full"}),
+          rejax("full", "xla", frozen_dtype="float32"),
           rejax("full", "cudnn"),
           rejax("padded", "xla"),
           rejax("packed", "xla"),

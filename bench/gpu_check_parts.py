@@ -7,7 +7,8 @@ distributed, rejax.data.packing/text): never the data pipeline (grain, array_rec
 (ml_collections), tfds or faiss, which the GPU machine lacks. Each result records which of those were imported.
 
 Settings are the paper's (rejax/train/recipe.py paper_config; tests/test_gpu_check.py checks they agree): LoRA
-r=32, alpha=64, dropout 0.1 on every projection, fp32 parameters with bf16 compute, full remat, RI-InfoNCE at
+r=32, alpha=64, dropout 0.1 on every projection, bf16 compute, the frozen base in the compute dtype and the adapters
+in fp32 (model.frozen_dtype="", the recipe's), full remat, RI-InfoNCE at
 tau 0.02 (its reasoning pass on, as from step 100), AdamW lr 1e-4 after clipping at 1.0.
 """
 
@@ -196,7 +197,8 @@ def parity_part(spec: dict) -> dict:
 
 def rejax_step_part(spec: dict) -> dict:
   """Compile time and median step time of `rejax train`'s step (the trainer's model, state, step and batch
-  placement) on one device, padded rows or packed (data.pack) rows, XLA's or cuDNN's attention."""
+  placement) on one device, padded rows or packed (data.pack) rows, XLA's or cuDNN's attention, the frozen base in
+  `frozen_dtype` ("": the compute dtype, the recipe's default)."""
   import jax
   from flax import nnx
 
@@ -213,8 +215,8 @@ def rejax_step_part(spec: dict) -> dict:
   mesh = make_mesh(devices=jax.devices()[:1])
   with use_mesh(mesh):
     model, cfg = load_decoder(spec["model_dir"], mesh=mesh, lora_seed=spec["seed"], param_dtype="float32",
-                              dtype=spec["compute_dtype"], remat="full", attention_impl=spec["attention"],
-                              lora=LoRAConfig(**paper_lora()))
+                              dtype=spec["compute_dtype"], frozen_dtype=spec["frozen_dtype"] or spec["compute_dtype"],
+                              remat="full", attention_impl=spec["attention"], lora=LoRAConfig(**paper_lora()))
     schedule_keys = ("lr", "total_steps", "warmup_ratio")
     tx = make_optimizer(linear_warmup_decay(*(PAPER_OPTIM[k] for k in schedule_keys)),
                         **{k: v for k, v in PAPER_OPTIM.items() if k not in schedule_keys})
@@ -240,6 +242,7 @@ def rejax_step_part(spec: dict) -> dict:
   trained = sum(x.size for x in jax.tree.leaves(holder["state"].trainable))
   return {"step_s": seconds, "compile_s": compile_s, "first_loss": float(losses[0]),
           "peak_bytes": stats.get("peak_bytes_in_use"), "trained_parameters": int(trained), "device": device_info(),
+          "frozen_dtype": jax.numpy.dtype(cfg.base_param_dtype).name,
           **work_of(spec["model_dir"], host, batch)}
 
 

@@ -30,16 +30,25 @@ def speedup(results: dict, faster: str, slower: str) -> float | None:
   return ratio(step_seconds(results, slower), step_seconds(results, faster))
 
 
+def difference(results: dict, key: str, other: str, field: str) -> float | None:
+  """results[key][field] - results[other][field] when both parts report it."""
+  a, b = results.get(key, {}).get(field), results.get(other, {}).get(field)
+  return None if a is None or b is None else a - b
+
+
 def summarise(results: dict, peak_flops: float | None) -> dict:
   """The comparisons the check exists for, and each step's real tokens/s and MFU against `peak_flops`."""
   steps = {key: r for key, r in results.items() if "step_s" in r}
   return {
       "rejax_over_torch": {"full_xla": speedup(results, "rejax_full_xla", "torch_full"),
+                           "full_xla_frozen_fp32": speedup(results, "rejax_full_xla_frozen_float32", "torch_full"),
                            "full_cudnn": speedup(results, "rejax_full_cudnn", "torch_full"),
                            "varied_packed_xla": speedup(results, "rejax_packed_xla", "torch_varied"),
                            "varied_packed_cudnn": speedup(results, "rejax_packed_cudnn", "torch_varied")},
       "cudnn_over_xla": {batch: speedup(results, f"rejax_{batch}_cudnn", f"rejax_{batch}_xla")
                          for batch in ("full", "padded", "packed")},
+      "frozen_compute_over_fp32": speedup(results, "rejax_full_xla", "rejax_full_xla_frozen_float32"),
+      "frozen_fp32_extra_bytes": difference(results, "rejax_full_xla_frozen_float32", "rejax_full_xla", "peak_bytes"),
       "packed_over_padded": {attention: speedup(results, f"rejax_packed_{attention}", f"rejax_padded_{attention}")
                              for attention in ("xla", "cudnn")},
       "tokens_per_s": {key: r["tokens"] / r["step_s"] for key, r in steps.items()},
@@ -93,7 +102,9 @@ def settings_notes(report: dict) -> str:
   mixed = sizes["compute_dtype"] != "float32"
   scaled = "" if sizes["length_scale"] == 1 else f" x {sizes['length_scale']:g}"
   notes = (f"per device: {sizes['queries']} queries x {sizes['group']} passages + {sizes['queries']} reasoning "
-           f"queries, up to {sizes['max_length']} tokens; {sizes['compute_dtype']} compute on float32 parameters, "
+           f"queries, up to {sizes['max_length']} tokens; {sizes['compute_dtype']} compute, the frozen base in "
+           f"{sizes['compute_dtype']} (model.frozen_dtype's default) and the LoRA adapters and AdamW state in float32 "
+           "(PyTorch: float32 weights), "
            f"every layer rematerialised (PyTorch: gradient checkpointing{', autocast' if mixed else ''}); "
            f"RI-InfoNCE tau 0.02, AdamW; median of {sizes['timed_steps']} step(s) after a warm-up step; the first "
            f"step's loss is of the same weights (LoRA B = 0) and batch on both sides. Varied lengths: "
@@ -142,10 +153,14 @@ def comparison_rows(summary: dict) -> list[str]:
   s = summary
   return [
       row("rejax / PyTorch, full rows", "step-time ratio, same batch: " + times(
-          {"XLA": s["rejax_over_torch"]["full_xla"], "cuDNN": s["rejax_over_torch"]["full_cudnn"]})),
+          {"XLA": s["rejax_over_torch"]["full_xla"], "cuDNN": s["rejax_over_torch"]["full_cudnn"],
+           "XLA, frozen base in float32 as PyTorch's": s["rejax_over_torch"]["full_xla_frozen_fp32"]})),
       row("rejax / PyTorch, varied lengths", "rejax packed vs PyTorch padded, same sequences: " + times(
           {"XLA": s["rejax_over_torch"]["varied_packed_xla"], "cuDNN": s["rejax_over_torch"]["varied_packed_cudnn"]})),
       row("cuDNN / XLA attention", "step-time ratio: " + times(s["cudnn_over_xla"])),
+      row("frozen base: compute dtype / float32", "step-time ratio, full rows, XLA: " + times(
+          {"": s["frozen_compute_over_fp32"]}).replace(" ()", "") + "; the float32 base's extra peak memory: " +
+          (NONE if s["frozen_fp32_extra_bytes"] is None else f"{s['frozen_fp32_extra_bytes'] / 2**30:.2f} GiB")),
       row("packed / padded", "step-time ratio, same sequences: " + times(
           {"XLA": s["packed_over_padded"]["xla"], "cuDNN": s["packed_over_padded"]["cudnn"]})),
   ]

@@ -1,7 +1,8 @@
 """The PyTorch side of the GPU check: transformers' Qwen3Model with the paper's LoRA adapters, trained as rejax
 trains it, for a like-for-like step time.
 
-Like for like: fp32 weights with bf16 compute (torch.autocast; rejax: param_dtype float32, dtype bfloat16),
+Like for like: fp32 weights with bf16 compute (torch.autocast; rejax's row with the frozen base in float32:
+param_dtype and frozen_dtype float32, dtype bfloat16; the recipe keeps the frozen base in bf16),
 gradient checkpointing of every layer (rejax: remat "full"), LoRA of the same rank, alpha and dropout on the same
 projections (no peft needed: `add_lora` below, the same update as rejax.models.lora), AdamW on the adapters (at the
 recipe's peak learning rate, without the schedule: a step costs the same either way), the same RI-InfoNCE loss and
