@@ -341,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
   plan.add_argument("--no-remedies", action="store_true",
                     help="do not search for the setting that makes a shape fit (each try is one more compile)")
   plan.add_argument("--remat-search", action="store_true",
-                    help="compile every shape under each model.remat policy (none, dots, full) and name the fastest "
-                         "that fits every shape (two more compiles per shape)")
+                    help="compile every shape under each model.remat policy (none, dots, mlp, mlp_up, full) and "
+                         "name the fastest that fits every shape (four more compiles per shape; a refused one takes "
+                         "seconds)")
   plan.set_defaults(run=cmd_plan)
 
   export = commands.add_parser("export", help="a run's checkpoint -> Hugging Face + sentence-transformers directory")

@@ -25,7 +25,7 @@ def loss_and_grads(remat: str):
   return nnx.jit(nnx.value_and_grad(loss))(model)
 
 
-@pytest.mark.parametrize("remat", ["full", "dots"])
+@pytest.mark.parametrize("remat", ["full", "dots", "mlp", "mlp_up"])
 def test_remat_gives_the_same_loss_and_gradients(remat):
   want_loss, want_grads = loss_and_grads("none")
   got_loss, got_grads = loss_and_grads(remat)

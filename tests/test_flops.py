@@ -83,8 +83,10 @@ def test_step_flops_equal_xlas_count(lora, packed):
 @pytest.mark.parametrize("lora", [False, True])
 def test_remat_recomputation_is_within_xlas_count(lora):
   """Remat's recomputation is matmuls plus the elementwise ops around them, which XLA counts and we do not (its
-  norms, RoPE and softmax are re-run too): the count is a lower bound, and close. With "full", between every
-  layer but the last and every layer re-run (see the module's docstring)."""
+  norms, RoPE and softmax are re-run too). Under "full", "mlp" and "mlp_up" no layer re-runs its down_proj (the
+  backward does not need its output): without LoRA, XLA's count of the recomputation is then 1.01-1.03x ours;
+  with LoRA 0.82-0.94x (with the layers unrolled, as here, XLA re-runs less than the whole layer; not pinned down),
+  so the bounds are between two thirds (of 3 layers) and 1.05x."""
   counted_none, analytic_none = xla_and_analytic(lora=lora, remat="none", packed=False)
   counted_dots, analytic_dots = xla_and_analytic(lora=lora, remat="dots", packed=False)
   assert analytic_dots <= counted_dots <= analytic_dots * 1.05
@@ -92,6 +94,11 @@ def test_remat_recomputation_is_within_xlas_count(lora):
   layers = HF["num_hidden_layers"]
   recomputed = analytic_full - analytic_none  # one forward of every layer, by the count
   assert recomputed * (layers - 1) / layers <= counted_full - counted_none <= recomputed * 1.05
+  for policy in ("mlp", "mlp_up"):  # the forward but the MLP projections whose outputs are kept
+    counted, analytic = xla_and_analytic(lora=lora, remat=policy, packed=False)
+    recomputed = analytic - analytic_none
+    assert 0 < recomputed < analytic_full - analytic_none
+    assert recomputed * (layers - 1) / layers <= counted - counted_none <= recomputed * 1.05, policy
 
 
 def test_a_lora_step_counts_the_frozen_base_twice_and_the_adapters_three_times():

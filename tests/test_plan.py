@@ -249,9 +249,9 @@ def test_the_state_bytes_of_a_lora_plan_are_those_of_the_arrays_a_run_places(fro
 def test_the_remat_search_takes_the_fastest_policy_that_fits_every_shape():
   from rejax.train.plan import best_remat
 
-  def shape(none, dots, full):  # (fits, seconds) per policy
-    return {"remat_policies": {p: {"fits": f, "peak_bytes": 0, "estimated_seconds": t}
-                               for p, (f, t) in zip(("none", "dots", "full"), (none, dots, full))}}
+  def shape(none, dots, full):  # (fits, seconds) per policy; the MLP policies do not fit
+    given = {"none": none, "dots": dots, "mlp": (False, None), "mlp_up": (False, None), "full": full}
+    return {"remat_policies": {p: {"fits": f, "peak_bytes": 0, "estimated_seconds": t} for p, (f, t) in given.items()}}
   shapes = [shape((True, 1.0), (True, 1.1), (True, 1.3)), shape((False, 2.0), (True, 2.2), (True, 2.6))]
   assert best_remat(shapes)["policy"] == "dots"  # none is fastest, but one shape does not fit under it
   assert best_remat([shape((True, 1.0), (True, 0.9), (True, 1.3))])["policy"] == "dots"  # timed: the least time
@@ -262,15 +262,16 @@ def test_the_remat_search_takes_the_fastest_policy_that_fits_every_shape():
 
 @pytest.mark.slow
 def test_remat_search_on_cpu8_compiles_each_policy_and_names_one_that_fits(tmp_path):
-  # One padded shape of 512-token passages (activations dominate the peak), three compiles; a device memory
+  # One padded shape of 512-token passages (activations dominate the peak), five compiles; a device memory
   # between dots' peak and none's makes "none" not fit.
   base = ["--topology", "cpu:8", "--no-remedies", "--remat-search", "--config.mesh.fsdp=8",
           "--config.data.max_passage_length=512", "--config.data.min_bucket=64",
           "--config.data.domains={'biology': (8, 4)}", "--config.model.remat=none", "--config.data.pack=false"]
   run(plan_cmd(*base, "--json", str(tmp_path / "all.json")), devices=8)
   (row,) = json.loads((tmp_path / "all.json").read_text())["shapes"]
-  peaks = {p: row["remat_policies"][p]["peak_bytes"] for p in ("none", "dots", "full")}
-  assert peaks["none"] > peaks["dots"] >= peaks["full"], peaks  # the override reached the compiled step
+  peaks = {p: row["remat_policies"][p]["peak_bytes"] for p in ("none", "dots", "mlp", "mlp_up", "full")}
+  # the override reached the compiled step: the more a policy keeps, the higher the peak
+  assert peaks["none"] > peaks["dots"] >= peaks["mlp"] >= peaks["mlp_up"] >= peaks["full"], peaks
   between = (peaks["none"] + peaks["dots"]) // 2
   proc = run(plan_cmd(*base, "--json", str(tmp_path / "tight.json"), "--device-memory", str(between)),
              devices=8, check=False)

@@ -82,24 +82,28 @@ mesh = make_mesh(2, 2, 1)
 with use_mesh(mesh):
   tx = optax.adamw(1e-3)
   graphdef, state = init_train_state(init_decoder(config_from_hf_dict(hf), seed=0, mesh=mesh), tx)
-  step = jit_train_step(make_train_step(graphdef, tx, make_loss({"kind": "ri_infonce"}, group_size=4)), state,
-                        batch_sharding(mesh, 2))
+  step = jit_train_step(make_train_step(graphdef, tx, make_loss({"kind": "ri_infonce"}, group_size=4),
+                                        grad_cache_chunk=GRAD_CACHE_CHUNK), state, batch_sharding(mesh, 2))
   batch = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in batch.items()}
   print("loss", float(step(state, batch, jax.random.key(0))[1]["loss"]))
 """
 
 
 @pytest.mark.slow
-def test_a_data_by_fsdp_step_compiles_without_involuntary_resharding():
+@pytest.mark.parametrize("grad_cache_chunk", [None, 2])
+def test_a_data_by_fsdp_step_compiles_without_involuntary_resharding(grad_cache_chunk):
   """On a data 2 x fsdp 2 mesh, full fine-tuning: the embedding lookup's backward pass used to gather a [B, T, D]
   cotangent whole and re-split it (XLA's "[SPMD] Involuntary full rematerialization" warning); decoder.ACT_LOOKUP
-  makes the way between the table's layout and the activations' two cheap steps."""
+  makes the way between the table's layout and the activations' two cheap steps. With GradCache, the reasoning
+  pass's [B, D] output (a lax.cond) was gathered whole to meet the loss's layout; the loss's embeddings are now
+  constrained to the batch layout (step.EMBEDDINGS)."""
   import os
   import subprocess
   import sys
 
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  done = subprocess.run([sys.executable, "-c", NO_RESHARDING_STEP], capture_output=True, text=True, env=env,
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+  program = f"GRAD_CACHE_CHUNK = {grad_cache_chunk}\n" + NO_RESHARDING_STEP
+  done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env,
                         timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "loss" in done.stdout

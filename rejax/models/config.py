@@ -21,6 +21,10 @@ ATTENTION_IMPLS = (None, "xla", "cudnn", "splash", "splash_interpret")
 
 # How a sequence's embedding is taken from its final hidden states (rejax/models/pooling.py), before L2 norm.
 POOLINGS = ("last_token", "mean")
+# model.remat, from the most activations kept (least recomputed) to the fewest: "none" keeps every activation,
+# "dots" every projection's output, "mlp" the MLP's gate and up outputs, "mlp_up" the up output, "full" only each
+# layer's input (rejax.models.decoder; rejax.train.flops counts what each recomputes)
+REMAT_POLICIES = ("none", "dots", "mlp", "mlp_up", "full")
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -62,15 +66,15 @@ class DecoderConfig:
   # half the memory and all-gather bytes of float32 ones (rejax.train.components sets it so by default).
   frozen_dtype: Any = None
   attention_impl: str | None = None  # see ATTENTION_IMPLS
-  remat: str = "none"  # "none" | "full" | "dots": activation checkpointing per layer
+  remat: str = "none"  # activation checkpointing per layer: one of REMAT_POLICIES (rejax.models.decoder)
   # Layers per iteration of the layer scan (nnx.scan's `unroll`); True unrolls the whole stack, which compiles
   # slower but lets XLA's cost analysis count every layer (tests/test_flops.py).
   scan_unroll: int | bool = 1
   lora: LoRAConfig | None = None  # adapters on the matching projections; None = full fine-tuning
 
   def __post_init__(self):
-    if self.remat not in ("none", "full", "dots"):
-      raise ValueError(f"remat={self.remat!r}; expected 'none', 'full' or 'dots'")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat={self.remat!r}; expected one of {', '.join(REMAT_POLICIES)}")
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
     if self.pooling not in POOLINGS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from rejax.models.config import DecoderConfig
 from rejax.models.lora import LoRALinear
@@ -29,7 +30,10 @@ ACT_LOOKUP = ("lookup_batch", "length", "embed")
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # every projection's output
+    # the MLP's input projections' outputs (two [B, T, intermediate] per layer: the bulk of a layer's matmuls)
+    "mlp": jax.checkpoint_policies.save_only_these_names("mlp_gate", "mlp_up"),
+    "mlp_up": jax.checkpoint_policies.save_only_these_names("mlp_up"),  # half that memory, half the saving
 }
 
 
@@ -149,8 +153,8 @@ class MLP(nnx.Module):
     self.down_proj = _linear(cfg, "down_proj", f, d, ("mlp", "embed"), bias, rngs)
 
   def __call__(self, x_btd: jax.Array, dropout_key=None) -> jax.Array:
-    gate = _project(self.gate_proj, x_btd, dropout_key, 4)
-    up = _project(self.up_proj, x_btd, dropout_key, 5)
+    gate = checkpoint_name(_project(self.gate_proj, x_btd, dropout_key, 4), "mlp_gate")  # remat "mlp" saves it
+    up = checkpoint_name(_project(self.up_proj, x_btd, dropout_key, 5), "mlp_up")  # remat "mlp" and "mlp_up"
     return _project(self.down_proj, jax.nn.silu(gate) * up, dropout_key, 6)
 
 

@@ -9,7 +9,9 @@ What is counted (matmuls only; norms, activations, softmax and the loss's score 
   and B with LoRA, the frozen base getting none; both operands of the attention products (twice their forward).
 So a full fine-tuning step is 3 forwards, and a LoRA step 2 forwards of the base plus 3 of the adapters and the
 attention. The FLOPs a step executes add what is recomputed: remat "full" re-runs each layer's forward in the
-backward pass, remat "dots" re-runs the attention products (dots with batch dimensions are not saved), GradCache
+backward pass but its last projection (down_proj, whose output the backward does not need), "mlp" and "mlp_up"
+also keep the MLP projections' outputs they name, "dots" re-runs the attention products (dots with batch
+dimensions are not saved) (`recomputed`), GradCache
 runs one forward without gradients first; the reasoning query q' (RI-InfoNCE) gets one forward, no gradient.
 tests/test_flops.py checks these counts against XLA's own count of the compiled step with its loops unrolled.
 """
@@ -89,6 +91,34 @@ def _forward_of(cfg, shape: tuple[int, ...] | np.ndarray) -> ForwardFlops:
   return forward_parts(cfg, tokens=float(lengths.sum()), squared_lengths=float((lengths * lengths).sum()))
 
 
+def _tokens_of(shape: tuple[int, ...] | np.ndarray) -> float:
+  if isinstance(shape, tuple):
+    return float(shape[0] * shape[1])
+  return float(np.asarray(shape, np.float64).sum())
+
+
+# model.remat -> the projections whose outputs the backward pass keeps instead of recomputing (rejax.models.decoder)
+SAVED_PROJECTIONS = {"full": (), "mlp": ("gate_proj", "up_proj"), "mlp_up": ("up_proj",)}
+# a layer's last projection: its output is only the next layer's input, which remat keeps, so it is never re-run
+LAST_PROJECTION = "down_proj"
+
+
+def recomputed(cfg, forward: ForwardFlops, tokens: float, remat: str) -> float:
+  """The FLOPs remat re-runs in the backward pass of one input: nothing ("none"); the attention products ("dots":
+  dots with batch dimensions are not saved); the layer's forward but its last projection ("full"), and but the
+  MLP projections whose outputs are kept too ("mlp", "mlp_up"). A projection not re-run saves its matmul with the
+  weight and LoRA's (x A) B; LoRA's x A is re-run all the same (B's gradient needs it)."""
+  if remat == "none":
+    return 0.0
+  if remat == "dots":
+    return forward.attention
+  kept = (LAST_PROJECTION, *SAVED_PROJECTIONS[remat])
+  skipped = sum(2 * d_in * d_out + (2 * cfg.lora.rank * d_out if cfg.lora is not None and cfg.lora.applies_to(name)
+                                    else 0)
+                for name, d_in, d_out in _projections(cfg) if name in kept)
+  return forward.total - skipped * cfg.num_hidden_layers * tokens
+
+
 def forward_flops(cfg, rows: int, length: int) -> float:
   """FLOPs of one forward over [rows, length] tokens: 2 per weight per token, plus attention products."""
   return _forward_of(cfg, (rows, length)).total
@@ -134,7 +164,7 @@ def executed_step_flops(cfg, shapes: dict[str, tuple[int, ...] | np.ndarray], re
   for name in ("query_ids", "passage_ids"):
     forward = _forward_of(cfg, shapes[name])
     flops += forward.with_backward + grad_cache * forward.total
-    flops += {"none": 0.0, "full": forward.total, "dots": forward.attention}[remat]
+    flops += recomputed(cfg, forward, _tokens_of(shapes[name]), remat)
   if reasoning_pass and "reason_ids" in shapes:
     flops += _forward_of(cfg, shapes["reason_ids"]).total
   return flops

@@ -34,7 +34,7 @@ from rejax.data.sampling import domain_batches
 from rejax.errors import InputError
 from rejax.hf.hub import is_hub_id, resolve_model_dir, snapshot
 from rejax.models import config_from_hf_dict
-from rejax.models.config import shipped_hf_config
+from rejax.models.config import REMAT_POLICIES, shipped_hf_config
 from rejax.sharding import make_mesh, use_mesh
 from rejax.train.config import ConfigError, apply_overrides, validate
 from rejax.train.flops import executed_step_flops, train_step_flops
@@ -77,7 +77,6 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, *, all_buckets: 
   return report
 
 
-REMAT_POLICIES = ("none", "dots", "full")  # from the most activations kept (least recomputed) to the fewest
 
 
 def compile_remat_policies(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology,
@@ -206,6 +205,9 @@ def compile_shape(config: ml_collections.ConfigDict, hf_config: dict, topology: 
       "flops": flops, "executed_flops": executed, "compiler_flops_per_device": counted,
       "estimated_seconds": estimated,
       "estimated_mfu": flops / (estimated * peak * devices) if estimated and peak else None,
+      # the FLOPs executed (remat's and GradCache's recomputation included) over the time: MFU = HFU x flops/executed
+      "estimated_hfu": executed / (estimated * peak * devices) if estimated and peak else None,
+      "compiler_bytes_accessed_per_device": cost.get("bytes accessed"),
       "tokens_per_s_per_device": tokens / estimated / devices if estimated else None,
       "compile_seconds": round(seconds, 1),
       "resharding": describe_resharding(resharding(compiler_said)) if compiled is not None else None,
@@ -343,6 +345,9 @@ def describe_row(row: dict, topology: Topology) -> str:
           f"weights per pass; compiled in {row['compile_seconds']}s")
   if row["estimated_seconds"] is not None:
     mfu = f", MFU {row['estimated_mfu']:.2f}" if row["estimated_mfu"] is not None else ""
+    if row.get("estimated_hfu") is not None:  # where the time goes: recomputation, then the compiler's roofline
+      mfu += (f" = {row['flops'] / row['executed_flops']:.2f} (model / executed FLOPs) x HFU "
+              f"{row['estimated_hfu']:.2f} (executed FLOPs at the chip's peak / est. time)")
     text += f"; est. {row['estimated_seconds']:.3f} s/step{mfu}"
   if row.get("resharding"):
     text += f"\n    warning: {row['resharding']}"

@@ -23,6 +23,7 @@ from flax import nnx
 
 from rejax.losses import ContrastiveLoss
 from rejax.models.pooling import embed, embed_packed
+from rejax.sharding import constrain
 from rejax.train.state import TrainState
 
 
@@ -77,6 +78,10 @@ def encode_chunked(graphdef, trainable, frozen, rows: dict[str, jax.Array], key:
   keys = jax.random.split(key, num)
   out = jax.lax.map(lambda a: encode(graphdef, trainable, frozen, *a), (_chunk_rows(rows, num), keys))
   return _unchunk(out)
+
+
+# [N, D] sequence embeddings: rows over the batch shards, as the encoder's activations
+EMBEDDINGS = ("batch", "act_embed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +150,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     teacher = batch.get("teacher_scores")  # [B, G] float32, in the passages' order (rejax.data.pipeline)
 
     def loss_from_slots(q_slots, p_slots):
-      q, p = sequence_embeddings(q_slots, queries.index), sequence_embeddings(p_slots, passages.index)
+      q, p = (constrain(sequence_embeddings(slots, x.index), EMBEDDINGS)
+              for slots, x in ((q_slots, queries), (p_slots, passages)))
       return loss(q, p, q_reason, state.step, teacher)
 
     if grad_cache_chunk is None:
