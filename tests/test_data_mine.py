@@ -329,3 +329,23 @@ def test_records_mined_from_the_sample_data_train(tmp_path, minilm_dir):
                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
   assert run.returncode == 0, run.stderr[-3000:]
   assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") >= 2
+
+
+def test_records_to_be_mined_may_lack_negatives_but_nothing_else():
+  """Mining inputs (positives only) pass `parse_record(..., negatives_required=False)`; what convert refuses
+  otherwise is still refused, and negatives' scores without negatives are an error, not dropped."""
+  from rejax.data.records import RecordError
+
+  line = json.dumps({"prompt": "p", "query": "q", "pos": ["a"]})
+  assert parse_record(line, "in.jsonl:1", negatives_required=False)["neg"] == []
+  with pytest.raises(RecordError, match=r"^in.jsonl:1: missing field\(s\) neg$"):
+    parse_record(line, "in.jsonl:1")
+  empty = json.dumps({"prompt": "p", "query": "q", "pos": ["a"], "neg": []})
+  assert parse_record(empty, "in.jsonl:2", negatives_required=False)["neg"] == []
+  with pytest.raises(RecordError, match=r"^in.jsonl:2: `neg` is empty"):
+    parse_record(empty, "in.jsonl:2")
+  with pytest.raises(RecordError, match=r"^in.jsonl:3: `pos` is empty"):
+    parse_record(json.dumps({"prompt": "p", "query": "q", "pos": []}), "in.jsonl:3", negatives_required=False)
+  with pytest.raises(RecordError, match=r"^in.jsonl:4: `neg_scores` has 1 entries for 0 `neg`"):
+    parse_record(json.dumps({"prompt": "p", "query": "q", "pos": ["a"], "neg_scores": [0.5]}), "in.jsonl:4",
+                 negatives_required=False)

@@ -41,12 +41,15 @@ def domain_of(path: str) -> str:
   return name
 
 
-def parse_record(line: str, where: str) -> dict[str, Any]:
-  """The validated record of one JSONL line; `where` (`file:line`) prefixes every error."""
+def parse_record(line: str, where: str, *, negatives_required: bool = True) -> dict[str, Any]:
+  """The validated record of one JSONL line; `where` (`file:line`) prefixes every error. With
+  negatives_required=False, `neg` may be missing or empty (records whose negatives are still to be mined)."""
   try:
     record = parse_json_line(line, where)
   except InputError as e:  # a RecordError, as every problem of a record: `rejax data convert --skip-invalid` skips it
     raise RecordError(str(e)) from None
+  if not negatives_required and not record.get("neg"):
+    record.setdefault("neg", [])
   missing = [k for k in REQUIRED if k not in record]
   if missing:
     raise RecordError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -57,7 +60,7 @@ def parse_record(line: str, where: str) -> dict[str, Any]:
     texts = record[key]
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
       raise RecordError(f"{where}: `{key}` must be a list of strings")
-    if not texts:
+    if not texts and (key == "pos" or negatives_required):
       raise RecordError(f"{where}: `{key}` is empty; a record needs at least one positive and one negative")
   for key in OPTIONAL_INTS:
     value = record.get(key)

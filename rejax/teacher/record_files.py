@@ -11,7 +11,7 @@ from typing import Iterator
 from rejax.data.records import RecordError, domain_of, parse_record
 from rejax.io import write_dir_atomic
 from rejax.storage import as_path
-from rejax.rows import parse_json_line, text_lines
+from rejax.rows import text_lines
 
 PATTERNS = ("*-formatted.jsonl", "*-formatted.jsonl.gz")
 
@@ -38,12 +38,7 @@ def read_records(path: pathlib.Path, *, negatives_required: bool = True) -> Iter
   count = 0
   for lineno, line in text_lines(path):
     where = f"{path}:{lineno}"
-    record = parse_json_line(line, where)
-    if not negatives_required and not record.get("neg"):
-      checked = {k: v for k, v in record.items() if k != "neg_scores"}
-      parse_record(json.dumps({**checked, "neg": ["(to be mined)"]}), where)
-    else:
-      parse_record(line, where)
+    record = parse_record(line, where, negatives_required=negatives_required)
     count += 1
     yield where, record
   if not count:
