@@ -127,14 +127,26 @@ PRESET_SETTINGS = {
 }
 
 
+# What `rejax plan --remat-search` chose for a backbone on a preset (README "Will it fit?"; 2026-12-04, libtpu
+# 0.0.42.1, the LoRA FLOP count, the frozen base in bf16): the fastest by the compiler's estimate that fits every
+# batch family of the recipe.
+PLANNED_SETTINGS = {
+  # mlp_up: 53.0 / 52.2 / 82.2 of 95.7 GiB per chip for 16x64 / 64x16 / 512x2, est. 4.39 / 4.67 / 7.18 s per step
+  # (full: 4.71 / 5.01 / 7.64); dots needs 253 GiB for 512x2, none 536
+  ("Qwen/Qwen3-8B", "v5p-32"): {"model.remat": "mlp_up"},
+}
+
+
 def paper_run(model_path: str, mesh_preset: str) -> ml_collections.ConfigDict:
-  """The paper's recipe for `model_path` on a preset mesh; data.path is left for the command line."""
+  """The paper's recipe for `model_path` on a preset mesh (its settings, then what the plan chose for this
+  backbone on it); data.path is left for the command line."""
   if mesh_preset not in MESH_PRESETS:
     raise ValueError(f"unknown mesh preset {mesh_preset!r}; known: {', '.join(MESH_PRESETS)}")
   c = paper_config()
   c.model.path = model_path
   c.mesh.update(MESH_PRESETS[mesh_preset])
-  for key, value in PRESET_SETTINGS.get(mesh_preset, {}).items():
+  settings = {**PRESET_SETTINGS.get(mesh_preset, {}), **PLANNED_SETTINGS.get((model_path, mesh_preset), {})}
+  for key, value in settings.items():
     section, name = key.split(".")
     c[section][name] = value
   return c
