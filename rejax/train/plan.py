@@ -77,8 +77,6 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, *, all_buckets: 
   return report
 
 
-
-
 def compile_remat_policies(config: ml_collections.ConfigDict, hf_config: dict, topology: Topology,
                            shape: BatchShape, row: dict, progress: Callable[[str], None]) -> dict[str, dict]:
   """{policy: {"fits", "peak_bytes", "estimated_seconds"}} of `shape` compiled under every model.remat policy (the

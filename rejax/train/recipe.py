@@ -137,6 +137,8 @@ PLANNED_SETTINGS = {
   # mlp_up: 42.1 / 42.2 / 62.7 GiB, est. 2.84 / 3.02 / 4.58 s (full: 3.00 / 3.19 / 4.81); mlp is faster (2.70 / 2.87 s)
   # but needs 104.7 GiB for 512x2
   ("Qwen/Qwen3-4B", "v5p-32"): {"model.remat": "mlp_up"},
+  # mlp_up: 52.5 / 51.4 / 81.4 GiB, est. 4.17 / 4.43 / 6.83 s (full: 4.51 / 4.78 / 7.31); mlp not compiled
+  ("meta-llama/Llama-3.1-8B", "v5p-32"): {"model.remat": "mlp_up"},
 }
 
 
