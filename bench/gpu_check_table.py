@@ -151,6 +151,7 @@ def step_row(label: str, result: dict, summary: dict, key: str) -> str:
 
 def comparison_rows(summary: dict) -> list[str]:
   s = summary
+  frozen_ratio, frozen_extra = s["frozen_compute_over_fp32"], s["frozen_fp32_extra_bytes"]
   return [
       row("rejax / PyTorch, full rows", "step-time ratio, same batch: " + times(
           {"XLA": s["rejax_over_torch"]["full_xla"], "cuDNN": s["rejax_over_torch"]["full_cudnn"],
@@ -158,9 +159,9 @@ def comparison_rows(summary: dict) -> list[str]:
       row("rejax / PyTorch, varied lengths", "rejax packed vs PyTorch padded, same sequences: " + times(
           {"XLA": s["rejax_over_torch"]["varied_packed_xla"], "cuDNN": s["rejax_over_torch"]["varied_packed_cudnn"]})),
       row("cuDNN / XLA attention", "step-time ratio: " + times(s["cudnn_over_xla"])),
-      row("frozen base: compute dtype / float32", "step-time ratio, full rows, XLA: " + times(
-          {"": s["frozen_compute_over_fp32"]}).replace(" ()", "") + "; the float32 base's extra peak memory: " +
-          (NONE if s["frozen_fp32_extra_bytes"] is None else f"{s['frozen_fp32_extra_bytes'] / 2**30:.2f} GiB")),
+      row("frozen base: compute dtype / float32", "step-time ratio, full rows, XLA: "
+          + (NONE if frozen_ratio is None else f"{frozen_ratio:.2f}x") + "; the float32 base's extra peak memory: "
+          + (NONE if frozen_extra is None else f"{frozen_extra / 2**30:.2f} GiB")),
       row("packed / padded", "step-time ratio, same sequences: " + times(
           {"XLA": s["packed_over_padded"]["xla"], "cuDNN": s["packed_over_padded"]["cudnn"]})),
   ]

@@ -58,6 +58,7 @@ class ForwardFlops:
   frozen: float  # against weights that get no gradient (LoRA's base)
   trained: float  # against trained weights (every projection in full fine-tuning; LoRA's A and B)
   attention: float  # q k^T and p v: both operands are activations
+  tokens: float  # the tokens it runs over
 
   @property
   def total(self) -> float:
@@ -78,8 +79,8 @@ def forward_parts(cfg, *, tokens: float, squared_lengths: float) -> ForwardFlops
                                           if lora.applies_to(name)) * layers * tokens
   attention = 2 * 2 * cfg.num_attention_heads * cfg.head_dim * squared_lengths * layers
   if lora is None:
-    return ForwardFlops(frozen=0.0, trained=base, attention=attention)
-  return ForwardFlops(frozen=base, trained=adapters, attention=attention)
+    return ForwardFlops(frozen=0.0, trained=base, attention=attention, tokens=tokens)
+  return ForwardFlops(frozen=base, trained=adapters, attention=attention, tokens=tokens)
 
 
 def _forward_of(cfg, shape: tuple[int, ...] | np.ndarray) -> ForwardFlops:
@@ -91,19 +92,13 @@ def _forward_of(cfg, shape: tuple[int, ...] | np.ndarray) -> ForwardFlops:
   return forward_parts(cfg, tokens=float(lengths.sum()), squared_lengths=float((lengths * lengths).sum()))
 
 
-def _tokens_of(shape: tuple[int, ...] | np.ndarray) -> float:
-  if isinstance(shape, tuple):
-    return float(shape[0] * shape[1])
-  return float(np.asarray(shape, np.float64).sum())
-
-
 # model.remat -> the projections whose outputs the backward pass keeps instead of recomputing (rejax.models.decoder)
 SAVED_PROJECTIONS = {"full": (), "mlp": ("gate_proj", "up_proj"), "mlp_up": ("up_proj",)}
 # a layer's last projection: its output is only the next layer's input, which remat keeps, so it is never re-run
 LAST_PROJECTION = "down_proj"
 
 
-def recomputed(cfg, forward: ForwardFlops, tokens: float, remat: str) -> float:
+def recomputed(cfg, forward: ForwardFlops, remat: str) -> float:
   """The FLOPs remat re-runs in the backward pass of one input: nothing ("none"); the attention products ("dots":
   dots with batch dimensions are not saved); the layer's forward but its last projection ("full"), and but the
   MLP projections whose outputs are kept too ("mlp", "mlp_up"). A projection not re-run saves its matmul with the
@@ -116,7 +111,7 @@ def recomputed(cfg, forward: ForwardFlops, tokens: float, remat: str) -> float:
   skipped = sum(2 * d_in * d_out + (2 * cfg.lora.rank * d_out if cfg.lora is not None and cfg.lora.applies_to(name)
                                     else 0)
                 for name, d_in, d_out in _projections(cfg) if name in kept)
-  return forward.total - skipped * cfg.num_hidden_layers * tokens
+  return forward.total - skipped * cfg.num_hidden_layers * forward.tokens
 
 
 def forward_flops(cfg, rows: int, length: int) -> float:
@@ -164,7 +159,7 @@ def executed_step_flops(cfg, shapes: dict[str, tuple[int, ...] | np.ndarray], re
   for name in ("query_ids", "passage_ids"):
     forward = _forward_of(cfg, shapes[name])
     flops += forward.with_backward + grad_cache * forward.total
-    flops += recomputed(cfg, forward, _tokens_of(shapes[name]), remat)
+    flops += recomputed(cfg, forward, remat)
   if reasoning_pass and "reason_ids" in shapes:
     flops += _forward_of(cfg, shapes["reason_ids"]).total
   return flops
