@@ -227,7 +227,45 @@ def test_loss_classes_report_what_numpy_computes():
     np.testing.assert_allclose(scalars[name], want, rtol=1e-5, err_msg=name)
 
 
+def test_the_temperature_warm_up_scores_at_the_scheduled_tau_in_every_loss():
+  """With loss.temperature_warmup_steps = W the step numbered t scores at tau_t = tau_0^(1 - t/W) tau^(t/W) (then
+  tau): each loss, and the distillation's student scores, equal numpy's at that tau, inside one compiled step."""
+  from rejax.losses import make_loss
+
+  rng = np.random.default_rng(11)
+  batch, group, warmup, tau0, tau = 4, 4, 8, 1.0, 0.02
+  q, p = unit_rows(rng, batch, 32), unit_rows(rng, batch * group, 32)
+  q_reason = reasoning_queries(rng, p, group)
+  teacher = rng.standard_normal((batch, group)).astype(np.float32)
+  schedule = {"temperature": tau, "temperature_warmup_steps": warmup, "initial_temperature": tau0}
+
+  def numpy_kl(t):  # FlagEmbedding: KL(teacher softmax at 0.05 || student softmax over the query's own group)
+    student = np.stack([numpy_scores(q[i:i + 1], p[i * group:(i + 1) * group], t)[0] for i in range(batch)])
+    log_s = student - student.max(1, keepdims=True)
+    log_s = log_s - np.log(np.exp(log_s).sum(1, keepdims=True))
+    t_ = teacher.astype(np.float64) / 0.05
+    log_t = t_ - t_.max(1, keepdims=True) - np.log(np.exp(t_ - t_.max(1, keepdims=True)).sum(1, keepdims=True))
+    return np.mean(np.sum(np.exp(log_t) * (log_t - log_s), axis=1))
+
+  nce = jax.jit(make_loss({"kind": "infonce", **schedule}))
+  ri = jax.jit(make_loss({"kind": "ri_infonce", "ri_start_step": 0, **schedule}))
+  kd = jax.jit(make_loss({"kind": "infonce", "distill_weight": 1.0, "distill_temperature": 0.05, **schedule}))
+  for step in (0, 2, 4, 8, 30):
+    want_tau = tau0 ** (1 - min(step / warmup, 1)) * tau ** min(step / warmup, 1)
+    plain = numpy_infonce(q, p, group, want_tau).mean()
+    np.testing.assert_allclose(nce(*f32(q, p), None, jnp.int32(step))[0], plain, rtol=2e-5, err_msg=step)
+    np.testing.assert_allclose(ri(*f32(q, p, q_reason), jnp.int32(step))[0],
+                               numpy_ri_infonce(q, p, q_reason, group, want_tau, 5.0)[0], rtol=2e-5, err_msg=step)
+    value, scalars = kd(*f32(q, p), None, jnp.int32(step), jnp.asarray(teacher))
+    np.testing.assert_allclose(scalars["distill_loss"], numpy_kl(want_tau), rtol=2e-5, atol=1e-6, err_msg=step)
+    np.testing.assert_allclose(value, plain + numpy_kl(want_tau), rtol=2e-5, err_msg=step)
+    np.testing.assert_allclose(scalars["pos_sim"], numpy_retrieval_stats(q, p, group)["pos_sim"], rtol=1e-5)
+  assert make_loss({"kind": "infonce", "temperature": tau}).temperature_at(0) == tau  # off: the float itself
+
+
 @pytest.mark.parametrize("settings,message", [
+  ({"kind": "infonce", "temperature_warmup_steps": -1}, "loss.temperature_warmup_steps=-1: must be an integer >= 0"),
+  ({"kind": "infonce", "initial_temperature": 0.0}, "loss.initial_temperature=0.0: must be > 0"),
   ({"kind": "contrastive"}, "loss.kind='contrastive': expected one of 'infonce', 'ri_infonce'"),
   ({"kind": "infonce", "temperature": 0.0}, "loss.temperature=0.0: must be > 0"),
   ({"kind": "ri_infonce", "ri_clamp_max": -1.0}, "loss.ri_clamp_max=-1.0: must be > 0"),

@@ -11,7 +11,7 @@ import re
 import pytest
 
 SAMPLE_DATA = pathlib.Path(__file__).resolve().parents[1] / "sample_data"
-COLLECTIONS = ("cacm", "reason_embed", "stackexchange")
+COLLECTIONS = ("cacm", "clinical_trials", "reason_embed", "stackexchange")
 
 
 def recorded_sha256(provenance: pathlib.Path) -> dict[str, str]:

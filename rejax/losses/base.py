@@ -5,9 +5,11 @@ it needs the teacher's scores."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import jax
+import jax.numpy as jnp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,10 +23,32 @@ class ContrastiveLoss:
 
   temperature: float = 0.02
   group_size: int | None = None  # None: passage rows / query rows of each batch (domains differ)
+  # A temperature warm-up: tau moves from initial_temperature to temperature over the first steps, evenly in
+  # log(tau) (0 steps = off, the paper's). See `temperature_at`.
+  temperature_warmup_steps: int = 0
+  initial_temperature: float = 1.0
 
   def __post_init__(self):
     if not self.temperature > 0:
       raise ValueError(f"loss.temperature={self.temperature}: must be > 0")
+    if not (isinstance(self.temperature_warmup_steps, int) and self.temperature_warmup_steps >= 0):
+      raise ValueError(f"loss.temperature_warmup_steps={self.temperature_warmup_steps}: must be an integer >= 0")
+    if not self.initial_temperature > 0:
+      raise ValueError(f"loss.initial_temperature={self.initial_temperature}: must be > 0")
+
+  def temperature_at(self, step) -> float | jax.Array:
+    """tau of the update numbered `step` (an int, or the traced step count): `temperature`, or during the first
+    `temperature_warmup_steps` updates exp((1 - f) log(initial_temperature) + f log(temperature)), f = step / warmup.
+
+    Why: an untrained embedder's scores carry noise and no relevance; at a small tau that noise alone costs more
+    than scoring every passage the same (ln of the batch's passages), so the first updates collapse every
+    embedding onto one point and later ones must climb out. At a large tau the noise costs almost nothing and the
+    gradient is the relevance signal's (configs/smollm2.py measures it).
+    """
+    if not self.temperature_warmup_steps:
+      return self.temperature
+    f = jnp.minimum(jnp.asarray(step, jnp.float32) / self.temperature_warmup_steps, 1.0)
+    return jnp.exp((1.0 - f) * math.log(self.initial_temperature) + f * math.log(self.temperature))
 
   def reasoning_pass(self, step) -> bool | jax.Array:
     """Whether the step numbered `step` (an int, or the traced step count) encodes the reasoning queries."""
@@ -32,8 +56,9 @@ class ContrastiveLoss:
 
   def describe(self) -> str:
     """`kind (setting value, ...)`: the loss and its settings, for people (the model card)."""
+    unused = () if self.temperature_warmup_steps else ("temperature_warmup_steps", "initial_temperature")
     settings = ", ".join(f"{f.name} {getattr(self, f.name)}" for f in dataclasses.fields(self)
-                         if getattr(self, f.name) is not None)
+                         if getattr(self, f.name) is not None and f.name not in unused)
     return f"{self.kind} ({settings})"
 
   def group_size_of(self, q: jax.Array, p: jax.Array) -> int:
@@ -62,6 +87,9 @@ class WrappedLoss:
   @property
   def temperature(self) -> float:
     return self.inner.temperature
+
+  def temperature_at(self, step) -> float | jax.Array:
+    return self.inner.temperature_at(step)
 
   @property
   def uses_reasoning(self) -> bool:

@@ -91,7 +91,7 @@ class Distillation(WrappedLoss):
     if teacher.shape != (q.shape[0], group_size):
       raise ValueError(f"teacher scores {teacher.shape} for {q.shape[0]} queries of {group_size} passages each")
     value, scalars = self.inner(q, p, q_reason, step, teacher)
-    student = group_scores(q, p, group_size, self.inner.temperature)
+    student = group_scores(q, p, group_size, self.inner.temperature_at(step))
     term = jnp.mean(DISTILL[self.distill](student, jax.lax.stop_gradient(teacher), self.distill_temperature))
     return value + self.distill_weight * term, {**scalars, "contrastive_loss": value, "distill_loss": term}
 

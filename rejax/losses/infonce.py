@@ -38,5 +38,9 @@ class InfoNCE(ContrastiveLoss):
   def __call__(self, q, p, q_reason, step, teacher=None):
     group_size = self.group_size_of(q, p)
     check_shapes(q, p, group_size)
-    scores = similarity_scores(q, p, self.temperature)
-    return jnp.mean(infonce_from_scores(scores, group_size)), retrieval_stats(scores, group_size, self.temperature)
+    temperature = self.temperature_at(step)
+    scores = similarity_scores(q, p, temperature)
+    scalars = retrieval_stats(scores, group_size, temperature)
+    if self.temperature_warmup_steps:
+      scalars["temperature"] = temperature
+    return jnp.mean(infonce_from_scores(scores, group_size)), scalars

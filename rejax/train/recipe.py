@@ -52,6 +52,11 @@ def paper_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.kind = "ri_infonce"
   c.loss.temperature = 0.02
+  # A temperature warm-up (0 steps = off, the paper's): tau starts at initial_temperature and reaches
+  # loss.temperature after this many steps, evenly in log(tau). Against the first steps' collapse of a backbone that
+  # is no embedder yet (configs/smollm2.py).
+  c.loss.temperature_warmup_steps = 0
+  c.loss.initial_temperature = 1.0
   c.loss.ri_start_step = 100
   c.loss.ri_clamp_max = 5.0
   # Matryoshka: the loss also at these prefix sizes of the embedding (e.g. (576, 256, 64)), each weighted by
