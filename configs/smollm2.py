@@ -58,7 +58,7 @@ from rejax.train.recipe import paper_config
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INSTRUCTION = GENERIC_INSTRUCTION  # the training records' prompt, and the query instruction at evaluation
 EVAL_MAX_LENGTH = 128  # tokens per text when evaluating (CACM documents: median 73, 90th percentile 223)
-SUMMARY = ("SmolLM2-135M-Instruct, LoRA r=16, InfoNCE + KL distillation from all-MiniLM-L6-v2, 60 steps of 8 CACM "
+SUMMARY = ("SmolLM2-135M-Instruct, LoRA r=16, InfoNCE + KL distillation from all-MiniLM-L6-v2, 100 steps of 8 CACM "
            "titles x 2 passages")
 TEACHER_MAX_LENGTH = 128  # tokens per text for the teacher's scores (all-MiniLM-L6-v2's own limit is 256)
 
@@ -66,8 +66,8 @@ TEACHER_MAX_LENGTH = 128  # tokens per text for the teacher's scores (all-MiniLM
 def get_config(arg: str = ""):
   pairs = pathlib.Path(arg) if arg else ROOT / "runs" / "demo" / "pairs"
   c = paper_config()
-  c.total_steps = 60
-  c.ckpt_every = 20
+  c.total_steps = 100
+  c.ckpt_every = 25
   c.keep_checkpoints = 2
   c.seed = 0
   c.model.path = "asset:smollm2"
@@ -85,6 +85,8 @@ def get_config(arg: str = ""):
   c.data.num_workers = 0
   c.loss.kind = "infonce"
   c.loss.temperature = 0.02
+  c.loss.temperature_warmup_steps = 20  # tau 1.0 -> 0.02 over the first 20 steps: shortens the collapse (below)
+  c.loss.initial_temperature = 1.0
   c.loss.distill = "kl"
   c.loss.distill_weight = 1.0
   c.loss.distill_temperature = 0.05
@@ -92,7 +94,7 @@ def get_config(arg: str = ""):
   c.optim.warmup_ratio = 0.1
   c.eval.dataset = str(pairs / "dev")
   c.eval.split = "dev"
-  c.eval.every = 20
+  c.eval.every = 25
   c.eval.max_length = EVAL_MAX_LENGTH
   c.eval.instruction = INSTRUCTION
   c.eval.keep_best = True

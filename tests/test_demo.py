@@ -25,7 +25,7 @@ def test_short_demo_trains_evaluates_during_training_and_writes_the_report(smoll
   proc = subprocess.run(
       [sys.executable, "-m", "rejax.demo", "--workdir", str(workdir), "--test-collection", str(tmp_path / "cacm-slice"),
        "--pairs-args", "--dev-queries 8 --dev-docs 24",
-       "--train-args", "--config.total_steps=4 --config.ckpt_every=2 --config.eval.every=2"],
+       "--train-args", "--config.total_steps=4 --config.ckpt_every=2 --config.eval.every=2", "--with-base"],
       cwd=ROOT, env=env_with(1), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -52,7 +52,7 @@ def test_full_demo_lifts_cacm_ndcg_by_a_quarter_over_the_untrained_base(smollm2_
   """`make demo` itself (about 15 minutes): on CACM's held-out queries the trained export beats its base by
   >= 0.25 nDCG@10 (the README's claim; BM25 and all-MiniLM-L6-v2 are reported beside it, not asserted)."""
   workdir = tmp_path / "demo"
-  proc = subprocess.run([sys.executable, "-m", "rejax.demo", "--workdir", str(workdir)], cwd=ROOT, env=env_with(1),
+  proc = subprocess.run([sys.executable, "-m", "rejax.demo", "--workdir", str(workdir), "--with-base"], cwd=ROOT, env=env_with(1),
                         capture_output=True, text=True, timeout=3600)
   assert proc.returncode == 0, proc.stderr[-4000:]
   base, trained = (json.loads((workdir / "cacm" / f"{name}.json").read_text()) for name in ("base", "trained"))
