@@ -1,10 +1,12 @@
-"""The demo's models on a second held-out collection of other fields: base vs trained vs BM25 vs all-MiniLM-L6-v2.
+"""The demo's models on held-out collections of other fields: trained (and base) vs BM25 vs all-MiniLM-L6-v2.
 
 COMMAND (after `make demo`): .venv/bin/python scripts/check_generalisation.py
   [--export runs/demo/export] [--dataset sample_data/stackexchange] [--max-length 256] [--with-base]
 
 The default collection is StackExchange answer retrieval (biology, psychology, sustainable living posts ->
-their accepted answers; sample_data/stackexchange/PROVENANCE.md), which the CACM recipe never saw.
+their accepted answers; sample_data/stackexchange/PROVENANCE.md), which the CACM recipe never saw. Long documents:
+`--dataset sample_data/clinical_trials --max-length 512` (TREC 2021 Clinical Trials: patients -> trial records of 575
+words on average; its PROVENANCE.md).
 Writes `runs/demo/<dataset>/` (one RESULTS.json per model) and prints the table.
 """
 
