@@ -52,8 +52,8 @@ def test_full_demo_lifts_cacm_ndcg_by_a_quarter_over_the_untrained_base(smollm2_
   """`make demo` itself (about 15 minutes): on CACM's held-out queries the trained export beats its base by
   >= 0.25 nDCG@10 (the README's claim; BM25 and all-MiniLM-L6-v2 are reported beside it, not asserted)."""
   workdir = tmp_path / "demo"
-  proc = subprocess.run([sys.executable, "-m", "rejax.demo", "--workdir", str(workdir), "--with-base"], cwd=ROOT, env=env_with(1),
-                        capture_output=True, text=True, timeout=3600)
+  proc = subprocess.run([sys.executable, "-m", "rejax.demo", "--workdir", str(workdir), "--with-base"], cwd=ROOT,
+                        env=env_with(1), capture_output=True, text=True, timeout=3600)
   assert proc.returncode == 0, proc.stderr[-4000:]
   base, trained = (json.loads((workdir / "cacm" / f"{name}.json").read_text()) for name in ("base", "trained"))
   assert trained["ndcg@10"] >= base["ndcg@10"] + 0.25
