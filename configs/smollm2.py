@@ -44,8 +44,9 @@ ln(16) = 2.77 + KL, where it stays until step ~25 (in-batch accuracy at chance).
 warm-up, tau is ~1 for the first steps, where the noise costs ~0.01 nats and the loss hardly rewards a collapse, and
 the cosines still rise to 0.98 by step 12 (positives start at 0.70). What the warm-up changes is that relevance
 grows meanwhile: the InfoNCE term leaves ln(16) at step ~21 instead of ~27 (60-step runs), and dev nDCG@10 at step
-20 is 0.31 instead of 0.01. It shortens the plateau by ~6 steps; it does not remove it. Also tried before, none shorter:
-tau 0.1 (loss 4.3, parked at ln(16) by step 5), tau 0.05, lr 1e-4, Adam b2 0.95, random negatives. Mean pooling
+20 is 0.31 instead of 0.01. It shortens the plateau by ~6 steps; it does not remove it. Also tried, none shorter:
+tau 0.1 (loss 4.3, parked at ln(16) by step 5), tau 0.05, lr 1e-4, Adam b2 0.95, random negatives, LoRA on the
+attention projections only or on the MLP only (both collapse by step 6 as with all seven). Mean pooling
 removes it (in-batch accuracy 0.75 by step 7; its start already ranks the dev set at 0.31 once the shared direction
 is removed) but learns more slowly after, with or without the instruction in the query's mean. So the demo keeps
 last-token pooling (the paper's) and a shorter plateau.
