@@ -23,6 +23,13 @@ def jsonl(rows: list[dict]) -> bytes:
   return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
 
 
+def beir_files(corpus: list[dict], queries: list[dict], judgments: list[tuple[str, str, int]]) -> dict[str, bytes]:
+  """The BEIR layout's files: corpus.jsonl, queries.jsonl and qrels/test.tsv (a header, then `query-id corpus-id
+  grade` a line)."""
+  tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{grade}\n" for q, d, grade in judgments)
+  return {"corpus.jsonl": jsonl(corpus), "queries.jsonl": jsonl(queries), "qrels/test.tsv": tsv.encode("utf-8")}
+
+
 def write_or_check(files: dict[str, bytes], output: pathlib.Path, check: pathlib.Path | None) -> None:
   """Writes {relative path: bytes} under `output`; with `check`, writes nothing and exits with status 1
   naming every file under `check` that is missing or differs from those bytes."""

@@ -20,7 +20,7 @@ import pathlib
 import re
 import tarfile
 
-from fixture_files import jsonl, parse_args, write_or_check
+from fixture_files import beir_files, parse_args, write_or_check
 
 _PRE = re.compile(r"<pre>(.*)</pre>", re.S)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -83,9 +83,7 @@ def main() -> None:
   if missing:
     raise ValueError(f"qrels name unknown queries or documents: {missing[:5]}")
 
-  tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{qid}\t{docid}\t{rel}\n" for qid, docid, rel in qrels)
-  files = {"corpus.jsonl": jsonl(corpus), "queries.jsonl": jsonl(queries), "qrels/test.tsv": tsv.encode("utf-8")}
-  write_or_check(files, args.output, args.check)
+  write_or_check(beir_files(corpus, queries, qrels), args.output, args.check)
   if args.check is None:
     print(f"{len(corpus)} documents, {len(queries)} queries, "
           f"{len(qrels)} judgments over {len({q for q, _, _ in qrels})} queries -> {args.output}")

@@ -18,7 +18,7 @@ paragraph's whitespace is collapsed to single spaces; nothing else is changed.
 import re
 import xml.etree.ElementTree as ET
 
-from fixture_files import jsonl, parse_args, write_or_check
+from fixture_files import beir_files, parse_args, write_or_check
 
 
 def paragraphs(text: str | None) -> list[str]:
@@ -66,9 +66,7 @@ def main() -> None:
   judged.sort(key=lambda row: (int(row[0]), row[1]))
   with_judgments = {qid for qid, _, _ in judged}
   queries = [q for q in topics(args.source / "data" / "all" / "topics2021.xml") if q["_id"] in with_judgments]
-  tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, d, g in judged)
-  files = {"corpus.jsonl": jsonl(corpus), "queries.jsonl": jsonl(queries), "qrels/test.tsv": tsv.encode("utf-8")}
-  write_or_check(files, args.output, args.check)
+  write_or_check(beir_files(corpus, queries, judged), args.output, args.check)
   if args.check is None:
     print(f"wrote {len(queries)} queries, {len(corpus)} documents and {len(judged)} judgments to {args.output}")
 

@@ -15,7 +15,7 @@ Answers lose StackExchange's `$\\begingroup$` / `$\\endgroup$` markers and surro
 import gzip
 import json
 
-from fixture_files import jsonl, parse_args, write_or_check
+from fixture_files import beir_files, parse_args, write_or_check
 
 DOMAINS = ("biology", "psychology", "sustainable_living")
 MARKERS = ("$\\begingroup$", "$\\endgroup$")
@@ -41,10 +41,8 @@ def main() -> None:
         qid, did = f"{domain}-{row['id']}", f"{domain}-{row['id']}-answer"
         queries.append({"_id": qid, "text": row["query"].strip()})
         corpus.append({"_id": did, "title": "", "text": answer})
-        qrels.append((qid, did))
-  tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels)
-  files = {"corpus.jsonl": jsonl(corpus), "queries.jsonl": jsonl(queries), "qrels/test.tsv": tsv.encode("utf-8")}
-  write_or_check(files, args.output, args.check)
+        qrels.append((qid, did, 1))
+  write_or_check(beir_files(corpus, queries, qrels), args.output, args.check)
   if args.check is None:
     print(f"wrote {len(queries)} queries and {len(corpus)} documents to {args.output}")
 

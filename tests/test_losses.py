@@ -231,6 +231,7 @@ def test_the_temperature_warm_up_scores_at_the_scheduled_tau_in_every_loss():
   """With loss.temperature_warmup_steps = W the step numbered t scores at tau_t = tau_0^(1 - t/W) tau^(t/W) (then
   tau): each loss, and the distillation's student scores, equal numpy's at that tau, inside one compiled step."""
   from rejax.losses import make_loss
+  from tests.test_distill import numpy_kl, numpy_own_group  # (test_distill imports this module's helpers)
 
   rng = np.random.default_rng(11)
   batch, group, warmup, tau0, tau = 4, 4, 8, 1.0, 0.02
@@ -239,13 +240,8 @@ def test_the_temperature_warm_up_scores_at_the_scheduled_tau_in_every_loss():
   teacher = rng.standard_normal((batch, group)).astype(np.float32)
   schedule = {"temperature": tau, "temperature_warmup_steps": warmup, "initial_temperature": tau0}
 
-  def numpy_kl(t):  # FlagEmbedding: KL(teacher softmax at 0.05 || student softmax over the query's own group)
-    student = np.stack([numpy_scores(q[i:i + 1], p[i * group:(i + 1) * group], t)[0] for i in range(batch)])
-    log_s = student - student.max(1, keepdims=True)
-    log_s = log_s - np.log(np.exp(log_s).sum(1, keepdims=True))
-    t_ = teacher.astype(np.float64) / 0.05
-    log_t = t_ - t_.max(1, keepdims=True) - np.log(np.exp(t_ - t_.max(1, keepdims=True)).sum(1, keepdims=True))
-    return np.mean(np.sum(np.exp(log_t) * (log_t - log_s), axis=1))
+  def kl_at(t):  # FlagEmbedding's KL over each query's own group, the student's scores at tau t
+    return numpy_kl(numpy_own_group(q, p, group, t), teacher.astype(np.float64), 0.05).mean()
 
   nce = jax.jit(make_loss({"kind": "infonce", **schedule}))
   ri = jax.jit(make_loss({"kind": "ri_infonce", "ri_start_step": 0, **schedule}))
@@ -257,8 +253,8 @@ def test_the_temperature_warm_up_scores_at_the_scheduled_tau_in_every_loss():
     np.testing.assert_allclose(ri(*f32(q, p, q_reason), jnp.int32(step))[0],
                                numpy_ri_infonce(q, p, q_reason, group, want_tau, 5.0)[0], rtol=2e-5, err_msg=step)
     value, scalars = kd(*f32(q, p), None, jnp.int32(step), jnp.asarray(teacher))
-    np.testing.assert_allclose(scalars["distill_loss"], numpy_kl(want_tau), rtol=2e-5, atol=1e-6, err_msg=step)
-    np.testing.assert_allclose(value, plain + numpy_kl(want_tau), rtol=2e-5, err_msg=step)
+    np.testing.assert_allclose(scalars["distill_loss"], kl_at(want_tau), rtol=2e-5, atol=1e-6, err_msg=step)
+    np.testing.assert_allclose(value, plain + kl_at(want_tau), rtol=2e-5, err_msg=step)
     np.testing.assert_allclose(scalars["pos_sim"], numpy_retrieval_stats(q, p, group)["pos_sim"], rtol=1e-5)
   assert make_loss({"kind": "infonce", "temperature": tau}).temperature_at(0) == tau  # off: the float itself
 

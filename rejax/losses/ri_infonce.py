@@ -65,13 +65,13 @@ class RIInfoNCE(ContrastiveLoss):
     return step >= self.ri_start_step
 
   def __call__(self, q, p, q_reason, step, teacher=None):
-    loss, aux = ri_infonce(q, p, q_reason, group_size=self.group_size_of(q, p),
-                           temperature=self.temperature_at(step),
+    temperature = self.temperature_at(step)
+    loss, aux = ri_infonce(q, p, q_reason, group_size=self.group_size_of(q, p), temperature=temperature,
                            clamp_max=self.ri_clamp_max, use_ri=self.reasoning_pass(step))
     w = aux["weights"] * aux["weights"].shape[0]  # 1.0 = the plain mean's weight
     scalars = {k: aux[k] for k in ("accuracy", "pos_sim", "hardest_neg_sim")}
     if self.temperature_warmup_steps:
-      scalars["temperature"] = self.temperature_at(step)
+      scalars["temperature"] = temperature
     scalars.update(ri_weight_mean=jnp.mean(w), ri_weight_min=jnp.min(w), ri_weight_max=jnp.max(w),
                    ri_clamped_fraction=aux["clamped_fraction"])
     return loss, scalars
